@@ -1,0 +1,166 @@
+"""SQLModel tables, and nothing else.
+
+The queue is one table (`Case`) with a status enum; reports are counts of it.
+Values passed between pipeline stages are frozen dataclasses in their own
+modules, not these tables.
+
+Tables:
+  CodeRelease  which code-set releases are loaded (one row per system+release)
+  Code         every code of every system (ICD-10-CM, ICD-10-PCS, CPT, HCPCS, MOD)
+  Account      a sender address with its tier and how many answers it has used
+  Case         one received message and what became of it
+  Outbox       a reply written before it is sent; the send stage drains it
+  PollState    per-mailbox bookkeeping (UIDVALIDITY seen, health of the last poll)
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class CaseStatus(str, enum.Enum):
+    received = "received"
+    answered = "answered"
+    over_quota = "over_quota"
+    ignored = "ignored"
+    rejected = "rejected"
+    quarantined = "quarantined"
+    failed = "failed"
+
+
+class OutboxStatus(str, enum.Enum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
+class Tier(str, enum.Enum):
+    guest = "guest"
+    free = "free"
+    plan = "plan"
+
+
+class CodeRelease(SQLModel, table=True):
+    __tablename__ = "code_release"
+    __table_args__ = (UniqueConstraint("system", "release"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    system: str = Field(max_length=16)
+    release: str = Field(max_length=80)
+    source: str = Field(default="", max_length=200)
+    code_count: int = 0
+    billable_count: int = 0
+    sample: bool = False
+    loaded_at: datetime
+
+
+class Code(SQLModel, table=True):
+    """One code of one system.
+
+    `code` is the canonical key: upper case, no dot (E119, S52502A, 62310).
+    `display` is the standard form people write (E11.9, S52.502A, 62310).
+    """
+
+    __tablename__ = "code"
+    __table_args__ = (
+        UniqueConstraint("system", "code"),
+        Index("ix_code_code", "code"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    system: str = Field(max_length=16)
+    code: str = Field(max_length=16)
+    display: str = Field(max_length=16)
+    kind: str = Field(default="code", max_length=12)  # chapter, block, category, code
+    short: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    official: str = Field(sa_column=Column(Text, nullable=False))
+    plain: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    billable: bool = False
+    parent: Optional[str] = Field(default=None, max_length=16)
+    chapter: Optional[str] = Field(default=None, max_length=16)
+    block: Optional[str] = Field(default=None, max_length=16)
+    status: str = Field(default="valid", max_length=12)  # valid, deleted
+    change: Optional[str] = Field(default=None, max_length=12)  # new, revised (this release)
+    effective: Optional[str] = Field(default=None, max_length=10)  # ISO date
+    deleted_on: Optional[str] = Field(default=None, max_length=10)  # ISO date
+    replaced_by: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    notes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    release: str = Field(default="", max_length=80)
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "account"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    tier: Tier = Tier.guest
+    extra_answers: int = 0  # plan answers, or grants by staff
+    answered: int = 0
+    active: bool = True
+    created_at: datetime
+
+
+class Case(SQLModel, table=True):
+    """One message from the mailbox. Keyed by (mailbox, uidvalidity, uid)."""
+
+    __tablename__ = "case"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid"),
+        Index("ix_case_status_received", "status", "received_at"),
+        Index("ix_case_message_id", "message_id"),
+        Index("ix_case_sender", "sender"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=200)
+    uidvalidity: int
+    uid: int
+    message_id: str = Field(default="", max_length=998)
+    content_hash: str = Field(default="", max_length=64)
+    sender: str = Field(default="", max_length=320)
+    subject: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    question: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    raw: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    attachments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: CaseStatus = CaseStatus.received
+    reason: str = Field(default="", max_length=200)
+    codes: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    findings: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    received_at: datetime
+    updated_at: datetime
+    replied_at: Optional[datetime] = None
+    purged_at: Optional[datetime] = None
+
+
+class Outbox(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    case_id: Optional[int] = Field(default=None, foreign_key="case.id")
+    message_id: str = Field(max_length=998, unique=True)
+    recipient: str = Field(max_length=320)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: OutboxStatus = OutboxStatus.pending
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime
+    sent_at: Optional[datetime] = None
+
+
+class PollState(SQLModel, table=True):
+    __tablename__ = "poll_state"
+
+    mailbox: str = Field(primary_key=True, max_length=200)
+    uidvalidity: int = 0
+    last_poll_at: Optional[datetime] = None
+    last_ok_at: Optional[datetime] = None
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    consecutive_failures: int = 0
