@@ -23,6 +23,7 @@ class Suggestion:
     billable: bool = True
     release: str = ""
     replaced_by: tuple[str, ...] = ()
+    deleted_on: str = ""  # ISO date the code stopped being valid
     near: tuple[str, ...] = ()  # near matches for a not_found code
     evidence: tuple[str, ...] = ()  # which words matched what
     more_specific: str = ""  # what detail would make it more specific
