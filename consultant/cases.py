@@ -1,0 +1,88 @@
+"""RECORD: the case table's writes: record a message, find it again, close it.
+
+A case is keyed by (mailbox, UIDVALIDITY, UID); Message-ID plus a hash of
+the raw bytes is the second key, which stops a re-answer when the same
+message reappears under new UIDs (a UIDVALIDITY reset, a copy back into the
+inbox). Every message is recorded before anything is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from consultant.inbox import MailRef
+from consultant.models import Case, CaseStatus
+
+FINISHED = {
+    CaseStatus.answered,
+    CaseStatus.over_quota,
+    CaseStatus.ignored,
+    CaseStatus.rejected,
+    CaseStatus.quarantined,
+    CaseStatus.failed,
+}
+
+
+def find_case(session: Session, ref: MailRef) -> Case | None:
+    return session.exec(
+        select(Case).where(Case.mailbox == ref.mailbox, Case.uidvalidity == ref.uidvalidity, Case.uid == ref.uid)
+    ).first()
+
+
+def find_duplicate(session: Session, *, message_id: str, content_hash: str, ref: MailRef) -> Case | None:
+    """An earlier, finished case for the very same message under another key."""
+    if not message_id:
+        return None
+    return session.exec(
+        select(Case)
+        .where(
+            Case.message_id == message_id,
+            Case.content_hash == content_hash,
+            Case.status.in_([s.value for s in FINISHED]),  # type: ignore[attr-defined]
+        )
+        .where((Case.mailbox != ref.mailbox) | (Case.uidvalidity != ref.uidvalidity) | (Case.uid != ref.uid))
+    ).first()
+
+
+def record_case(
+    session: Session,
+    ref: MailRef,
+    *,
+    now: datetime,
+    status: CaseStatus = CaseStatus.received,
+    reason: str = "",
+    **fields: Any,
+) -> Case | None:
+    """Insert the case for `ref`; None if another worker recorded it first."""
+    case = Case(
+        mailbox=ref.mailbox,
+        uidvalidity=ref.uidvalidity,
+        uid=ref.uid,
+        status=status,
+        reason=reason,
+        received_at=now,
+        updated_at=now,
+        **fields,
+    )
+    try:
+        with session.begin_nested():
+            session.add(case)
+            session.flush()
+    except IntegrityError:
+        return None
+    return case
+
+
+def close_case(
+    session: Session, case: Case, status: CaseStatus, *, now: datetime, reason: str = "", **fields: Any
+) -> None:
+    case.status = status
+    case.reason = reason or case.reason
+    case.updated_at = now
+    for name, value in fields.items():
+        setattr(case, name, value)
+    session.add(case)

@@ -1,0 +1,224 @@
+"""FETCH and ACKNOWLEDGE: the Inbox protocol, its IMAP implementation and an in-memory twin.
+
+A message is known by `MailRef(mailbox, uidvalidity, uid)`. Fetching uses
+`BODY.PEEK[]`, so nothing is marked read before it is handled; a message
+larger than the size cap is fetched as its header only, so it can be
+quarantined without being downloaded whole. Acknowledging moves handled
+messages to the processed folder with one `UID MOVE` per batch, or with
+COPY + \\Deleted + EXPUNGE where the server has no MOVE (pymap).
+
+Every socket operation runs under a timeout; imaplib/socket errors become
+`MailboxError` at this boundary.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.util import to_bytes
+
+from consultant.errors import MailboxError
+
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MailRef:
+    mailbox: str
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    ref: MailRef
+    raw: bytes
+    size: int
+    truncated: bool = False  # only the header was fetched (over the size cap)
+
+
+class Inbox(Protocol):
+    def fetch_batch(self, limit: int) -> list[FetchedMessage]: ...
+
+    def acknowledge(self, refs: list[MailRef]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    use_ssl: bool
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    timeout: float = 30.0
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+
+
+class ImapInbox:
+    """An IMAP mailbox through imapclient; connect on first use, reuse after."""
+
+    def __init__(self, config: ImapConfig) -> None:
+        self.config = config
+        self._client: IMAPClient | None = None
+        self._uidvalidity = 0
+
+    # -- connection -------------------------------------------------------
+    def _connect(self) -> IMAPClient:
+        if self._client is not None:
+            return self._client
+        cfg = self.config
+        try:
+            client = IMAPClient(
+                cfg.host,
+                port=cfg.port,
+                ssl=cfg.use_ssl,
+                ssl_context=cfg.ssl_context or (ssl.create_default_context() if cfg.use_ssl else None),
+                timeout=cfg.timeout,
+            )
+        except (OSError, IMAPClientError) as exc:
+            raise MailboxError(f"cannot reach IMAP server {cfg.host}:{cfg.port}: {_describe(exc)}") from None
+        try:
+            client.login(cfg.user, cfg.password)
+        except LoginError:
+            _quietly_logout(client)
+            raise MailboxError("IMAP login refused for CONSULTANT_IMAP_USER (check the user and password)") from None
+        except (OSError, IMAPClientError) as exc:
+            _quietly_logout(client)
+            raise MailboxError(f"IMAP login failed: {_describe(exc)}") from None
+        try:
+            if not client.folder_exists(cfg.processed_folder):
+                client.create_folder(cfg.processed_folder)
+            selected = client.select_folder(cfg.folder)
+        except (OSError, IMAPClientError) as exc:
+            _quietly_logout(client)
+            raise MailboxError(f"cannot open IMAP folder {cfg.folder!r}: {_describe(exc)}") from None
+        self._uidvalidity = int(selected[b"UIDVALIDITY"])
+        self._client = client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            _quietly_logout(self._client)
+            self._client = None
+
+    def _fail(self, what: str, exc: BaseException) -> MailboxError:
+        # A broken connection is dropped so the next poll starts clean.
+        self.close()
+        return MailboxError(f"IMAP {what} failed: {_describe(exc)}")
+
+    # -- protocol ---------------------------------------------------------
+    @property
+    def uidvalidity(self) -> int:
+        self._connect()
+        return self._uidvalidity
+
+    def fetch_batch(self, limit: int) -> list[FetchedMessage]:
+        client = self._connect()
+        try:
+            client.noop()  # lets the server report new mail on a reused connection
+            uids = sorted(client.search(["UNDELETED"]))[:limit]
+            if not uids:
+                return []
+            sizes = client.fetch(uids, ["RFC822.SIZE"])
+            small = [u for u in uids if sizes.get(u, {}).get(b"RFC822.SIZE", 0) <= self.config.max_message_bytes]
+            large = [u for u in uids if u not in set(small)]
+            bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+            headers = client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        except (OSError, IMAPClientError, socket.timeout) as exc:
+            raise self._fail("fetch", exc) from None
+        messages = []
+        for uid in uids:
+            size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+            ref = MailRef(self.config.folder, self._uidvalidity, uid)
+            if uid in bodies and b"BODY[]" in bodies[uid]:
+                messages.append(FetchedMessage(ref, bytes(bodies[uid][b"BODY[]"]), size))
+            elif uid in headers and b"BODY[HEADER]" in headers[uid]:
+                messages.append(FetchedMessage(ref, bytes(headers[uid][b"BODY[HEADER]"]), size, truncated=True))
+            # A UID that vanished between SEARCH and FETCH is simply gone.
+        return messages
+
+    def acknowledge(self, refs: list[MailRef]) -> None:
+        if not refs:
+            return
+        client = self._connect()
+        uids = [r.uid for r in refs if r.uidvalidity == self._uidvalidity]
+        if not uids:
+            return
+        try:
+            if client.has_capability("MOVE"):
+                client.move(uids, self.config.processed_folder)
+                return
+            client.copy(uids, self.config.processed_folder)
+            client.add_flags(uids, [b"\\Deleted"], silent=True)
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge(uids)
+            else:
+                client.expunge()
+        except (OSError, IMAPClientError, socket.timeout) as exc:
+            raise self._fail("acknowledge", exc) from None
+
+    def append(self, raw: bytes, folder: str | None = None) -> None:
+        """Deliver a message into the mailbox (used by `ask` and the embedded server)."""
+        client = self._connect()
+        try:
+            client.append(folder or self.config.folder, to_bytes(raw))
+        except (OSError, IMAPClientError) as exc:
+            raise self._fail("append", exc) from None
+
+
+def _quietly_logout(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - the connection is being thrown away anyway
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+class MemoryInbox:
+    """The in-memory twin: a list of raw messages with UIDs, for unit tests."""
+
+    def __init__(self, folder: str = "INBOX", uidvalidity: int = 1) -> None:
+        self.folder = folder
+        self.uidvalidity = uidvalidity
+        self.messages: dict[int, bytes] = {}
+        self.processed: dict[int, bytes] = {}
+        self._next_uid = 1
+        self.closed = False
+
+    def deliver(self, raw: bytes) -> int:
+        uid = self._next_uid
+        self._next_uid += 1
+        self.messages[uid] = raw
+        return uid
+
+    def fetch_batch(self, limit: int) -> list[FetchedMessage]:
+        uids = sorted(self.messages)[:limit]
+        return [
+            FetchedMessage(MailRef(self.folder, self.uidvalidity, u), self.messages[u], len(self.messages[u]))
+            for u in uids
+        ]
+
+    def acknowledge(self, refs: list[MailRef]) -> None:
+        for ref in refs:
+            if ref.uidvalidity == self.uidvalidity and ref.uid in self.messages:
+                self.processed[ref.uid] = self.messages.pop(ref.uid)
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,224 @@
+"""SEND: the Transport protocol, its SMTP implementation, an in-memory twin, and the drain.
+
+Replies are written to the `outbox` table (in the same transaction that
+records the case's outcome) before any SMTP traffic. `deliver_pending`
+drains due rows over one reused SMTP connection: a row is marked sent
+only after the server accepted it; a 4xx or network error schedules a
+retry with exponential backoff; a 5xx marks it failed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from consultant.db import session_scope
+from consultant.errors import PermanentSendError, SendError
+from consultant.models import Case, CaseStatus, Outbox, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=2)
+
+
+class Transport(Protocol):
+    def send(self, raw: bytes, *, sender: str, recipients: list[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: str = "starttls"  # none, starttls, ssl
+    user: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+
+
+class SmtpTransport:
+    """smtplib with certificate verification and timeouts; one connection reused."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._smtp: smtplib.SMTP | None = None
+
+    def connect(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        cfg = self.config
+        context = cfg.ssl_context or ssl.create_default_context()
+        try:
+            if cfg.security == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+                if cfg.security == "starttls":
+                    smtp.starttls(context=context)
+            if cfg.user:
+                smtp.login(cfg.user, cfg.password)
+        except smtplib.SMTPAuthenticationError:
+            raise PermanentSendError("SMTP login refused for CONSULTANT_SMTP_USER") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise SendError(f"cannot connect to SMTP server {cfg.host}:{cfg.port}: {_describe(exc)}") from None
+        self._smtp = smtp
+        return smtp
+
+    def send(self, raw: bytes, *, sender: str, recipients: list[str]) -> None:
+        smtp = self.connect()
+        try:
+            refused = smtp.sendmail(sender, recipients, raw)
+        except smtplib.SMTPResponseException as exc:
+            self._reset_after(exc)
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentSendError(f"SMTP {exc.smtp_code}: {_describe(exc)}") from None
+            raise SendError(f"SMTP {exc.smtp_code}: {_describe(exc)}") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            self._reset_after(exc)
+            if codes and all(500 <= c < 600 for c in codes):
+                raise PermanentSendError(f"SMTP recipient refused ({codes[0]})") from None
+            raise SendError("SMTP recipient refused (temporary)") from None
+        except (OSError, smtplib.SMTPException, socket.timeout) as exc:
+            self.close()
+            raise SendError(f"SMTP send failed: {_describe(exc)}") from None
+        if refused:
+            raise PermanentSendError("SMTP refused some recipients")
+
+    def _reset_after(self, _exc: BaseException) -> None:
+        try:
+            if self._smtp is not None:
+                self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                self._smtp.close()
+            self._smtp = None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+@dataclass
+class SentMessage:
+    raw: bytes
+    sender: str
+    recipients: list[str]
+
+
+class MemoryTransport:
+    """The in-memory twin: collects messages; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[SentMessage] = []
+        self.fail_with: Exception | None = None
+
+    def send(self, raw: bytes, *, sender: str, recipients: list[str]) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append(SentMessage(raw, sender, list(recipients)))
+
+    def close(self) -> None:
+        pass
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try after `attempts` failures: 30 s, 1 min, 2 min ... capped."""
+    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def deliver_pending(
+    engine: Engine, transport: Transport, *, sender: str, now: datetime, max_attempts: int = 6, limit: int = 500
+) -> dict[str, int]:
+    """Send every due outbox row; returns counts of sent, retry and failed."""
+    with session_scope(engine) as session:
+        due = session.exec(
+            select(Outbox.id)
+            .where(Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now)
+            .order_by(Outbox.id)
+            .limit(limit)
+        ).all()
+    counts = {"sent": 0, "retry": 0, "failed": 0}
+    try:
+        for outbox_id in due:
+            counts[_deliver_one(engine, transport, outbox_id, sender=sender, now=now, max_attempts=max_attempts)] += 1
+    finally:
+        transport.close()
+    return counts
+
+
+def _deliver_one(
+    engine: Engine, transport: Transport, outbox_id: int, *, sender: str, now: datetime, max_attempts: int
+) -> str:
+    with session_scope(engine) as session:
+        row = session.get(Outbox, outbox_id)
+        if row is None or row.status != OutboxStatus.pending:
+            return "sent" if row is not None and row.status == OutboxStatus.sent else "failed"
+        raw, recipient = row.raw, row.recipient
+    try:
+        transport.send(raw, sender=sender, recipients=[recipient])
+    except PermanentSendError as exc:
+        _record_failure(engine, outbox_id, str(exc), now=now, permanent=True, max_attempts=max_attempts)
+        log.warning("outbox %s: permanent send failure", outbox_id)
+        return "failed"
+    except SendError as exc:
+        outcome = _record_failure(engine, outbox_id, str(exc), now=now, permanent=False, max_attempts=max_attempts)
+        log.info("outbox %s: send failed, %s", outbox_id, outcome)
+        return outcome
+    with session_scope(engine) as session:
+        row = session.get(Outbox, outbox_id)
+        assert row is not None
+        row.status = OutboxStatus.sent
+        row.sent_at = now
+        row.attempts += 1
+        session.add(row)
+        if row.case_id is not None:
+            case = session.get(Case, row.case_id)
+            if case is not None and case.replied_at is None:
+                case.replied_at = now
+                session.add(case)
+    log.info("outbox %s: sent", outbox_id)
+    return "sent"
+
+
+def _record_failure(
+    engine: Engine, outbox_id: int, error: str, *, now: datetime, permanent: bool, max_attempts: int
+) -> str:
+    with session_scope(engine) as session:
+        row = session.get(Outbox, outbox_id)
+        assert row is not None
+        row.attempts += 1
+        row.last_error = error[:500]
+        if permanent or row.attempts >= max_attempts:
+            row.status = OutboxStatus.failed
+            if row.case_id is not None:
+                case = session.get(Case, row.case_id)
+                if case is not None:
+                    case.status = CaseStatus.failed
+                    case.error = f"send failed: {error[:300]}"
+                    case.updated_at = now
+                    session.add(case)
+            outcome = "failed"
+        else:
+            row.next_attempt_at = now + backoff(row.attempts)
+            outcome = "retry"
+        session.add(row)
+    return outcome

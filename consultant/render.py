@@ -1,0 +1,150 @@
+"""RENDER: template data -> Reply (pure) -> MIME bytes.
+
+Templates live in `templates/email/` as a text and an HTML part per kind
+(reply, no_match, over_quota, ...). HTML is autoescaped and undefined
+variables are errors (`StrictUndefined`), so a missing value never turns into
+an empty string in a customer's email.
+
+`build_message` makes a multipart/alternative message with the threading
+headers (In-Reply-To, References), `Re:` subject, `Auto-Submitted:
+auto-replied` (RFC 3834) and a Message-ID on the service's own domain. Header
+values pass through the email package's policy, which refuses CR/LF, so
+nothing a sender wrote can add a header.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from consultant.resources import templates_dir
+
+KINDS = ("reply", "no_match", "over_quota")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_RE_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CodeView:
+    """What a reply shows of one code."""
+
+    code: str
+    system: str
+    status: str
+    official: str = ""
+    plain: str = ""
+    release: str = ""
+    deleted_on: str = ""
+    replacements: tuple["CodeView", ...] = ()
+    near: tuple[str, ...] = ()
+    more_specific: str = ""
+    new: bool = False
+
+    @property
+    def deleted_on_text(self) -> str:
+        try:
+            day = date.fromisoformat(self.deleted_on)
+        except ValueError:
+            return self.deleted_on
+        return f"{day:%B} {day.day}, {day.year}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    kind: str
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=4)
+def template_environment(path: str | None = None) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(path or str(templates_dir())),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+
+
+def render_parts(kind: str, context: dict[str, Any]) -> tuple[str, str]:
+    env = template_environment()
+    text = env.get_template(f"{kind}.txt").render(**context)
+    html = env.get_template(f"{kind}.html").render(**context)
+    return text, html
+
+
+def reply_subject(subject: str) -> str:
+    clean = clean_header(subject)
+    stripped = _RE_PREFIX.sub("", clean).strip()
+    return f"Re: {stripped}" if stripped else "Re: your coding question"
+
+
+def clean_header(value: str, limit: int = 200) -> str:
+    return _CONTROL.sub(" ", value).strip()[:limit]
+
+
+def new_message_id(domain: str) -> str:
+    return make_msgid(idstring="cc", domain=domain)
+
+
+def render_reply(
+    kind: str,
+    *,
+    to: str,
+    subject: str,
+    context: dict[str, Any],
+    domain: str,
+    in_reply_to: str = "",
+    references: tuple[str, ...] = (),
+    message_id: str | None = None,
+) -> Reply:
+    if kind not in KINDS:
+        raise ValueError(f"unknown reply kind {kind!r}")
+    text, html = render_parts(kind, context)
+    return Reply(
+        kind=kind,
+        to=to,
+        subject=reply_subject(subject),
+        text=text,
+        html=html,
+        message_id=message_id or new_message_id(domain),
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+
+
+_MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+
+
+def build_message(reply: Reply, *, sender: str, now: datetime) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"CaseConsultant <{sender}>"
+    msg["To"] = reply.to
+    msg["Subject"] = reply.subject
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = reply.message_id
+    in_reply_to = _MSGID.findall(reply.in_reply_to)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to[0]
+        refs = [r for ref in reply.references for r in _MSGID.findall(ref)]
+        chain = [r for r in refs if r != in_reply_to[0]][-10:] + [in_reply_to[0]]
+        msg["References"] = " ".join(chain)
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(reply.text)
+    msg.add_alternative(reply.html, subtype="html")
+    return msg.as_bytes(policy=SMTP)
