@@ -52,8 +52,8 @@ MAX_CODES_IN_REPLY = 8
 
 
 def utcnow() -> datetime:
-    """The one clock. Naive UTC, as stored in the database."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """The one clock: aware UTC, as the database columns require."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass

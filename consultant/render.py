@@ -28,7 +28,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from consultant.resources import templates_dir
 
 KINDS = ("reply", "no_match", "over_quota")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _RE_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
@@ -94,7 +93,9 @@ def reply_subject(subject: str) -> str:
 
 
 def clean_header(value: str, limit: int = 200) -> str:
-    return _CONTROL.sub(" ", value).strip()[:limit]
+    """One line of printable text: CR, LF, NEL, U+2028 and every other control become spaces."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(printable.split())[:limit]
 
 
 def new_message_id(domain: str) -> str:

@@ -1,0 +1,194 @@
+"""The pipeline on in-memory mail twins, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes, policy
+
+import pytest
+from sqlmodel import Session, select
+
+from consultant.errors import PermanentSendError, SendError
+from consultant.inbox import MemoryInbox
+from consultant.models import Account, Case, CaseStatus, Outbox, OutboxStatus, Tier
+from consultant.outbox import MemoryTransport
+from consultant.pipeline import Services, run_once
+from tests.fakes import KeywordMatcher, question
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def make_services(engine, **kwargs) -> Services:  # type: ignore[no-untyped-def]
+    return Services(
+        engine=engine,
+        inbox=kwargs.pop("inbox", MemoryInbox()),
+        transport=kwargs.pop("transport", MemoryTransport()),
+        matcher=kwargs.pop("matcher", KeywordMatcher()),
+        address="consultant@localhost",
+        **kwargs,
+    )
+
+
+def cases_of(engine) -> list[Case]:  # type: ignore[no-untyped-def]
+    with Session(engine) as session:
+        return list(session.exec(select(Case).order_by(Case.id)).all())
+
+
+def parsed(raw: bytes):  # type: ignore[no-untyped-def]
+    return message_from_bytes(raw, policy=policy.default)
+
+
+def test_question_is_answered_with_threading_headers_and_codes(db_engine) -> None:
+    services = make_services(db_engine)
+    services.inbox.deliver(question("What is CPT code 62310?", message_id="<q1@clinic.example>"))
+
+    summary = run_once(services, now=lambda: NOW)
+
+    assert summary.fetched == 1 and summary.acknowledged == 1 and summary.sent == 1
+    sent = services.transport.sent[0]
+    assert sent.recipients == ["coder@clinic.example"]
+    reply = parsed(sent.raw)
+    assert reply["In-Reply-To"] == "<q1@clinic.example>"
+    assert "<q1@clinic.example>" in reply["References"]
+    assert reply["Subject"] == "Re: Coding question"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["Message-ID"].endswith("@localhost>")
+    text = reply.get_body(preferencelist=("plain",)).get_content()
+    html = reply.get_body(preferencelist=("html",)).get_content()
+    assert "62310" in text and "DELETED on January 1, 2017" in text
+    assert "62320" in text and "62321" in text
+    assert "Answers remaining on your account: 0" in text
+    assert "62310" in html
+    [case] = cases_of(db_engine)
+    assert case.status == CaseStatus.answered
+    assert case.codes[0]["code"] == "62310"
+    assert case.replied_at == NOW
+    assert services.inbox.processed and not services.inbox.messages
+
+
+def test_repolling_never_sends_a_second_reply(db_engine) -> None:
+    inbox = MemoryInbox()
+    inbox.acknowledge = lambda refs: None  # type: ignore[method-assign]  # the MOVE keeps failing
+    services = make_services(db_engine, inbox=inbox)
+    inbox.deliver(question())
+    run_once(services, now=lambda: NOW)
+    run_once(services, now=lambda: NOW + timedelta(minutes=1))
+    run_once(services, now=lambda: NOW + timedelta(minutes=2))
+    assert len(services.transport.sent) == 1
+    assert len(cases_of(db_engine)) == 1
+
+
+def test_same_message_under_new_uidvalidity_is_not_answered_again(db_engine) -> None:
+    raw = question(message_id="<same@clinic.example>")
+    first = make_services(db_engine, inbox=MemoryInbox(uidvalidity=1))
+    first.inbox.deliver(raw)
+    run_once(first, now=lambda: NOW)
+    second = make_services(db_engine, inbox=MemoryInbox(uidvalidity=2), transport=first.transport)
+    second.inbox.deliver(raw)
+    run_once(second, now=lambda: NOW)
+    assert len(first.transport.sent) == 1
+    statuses = [(c.status, c.reason) for c in cases_of(db_engine)]
+    assert statuses == [(CaseStatus.answered, ""), (CaseStatus.ignored, "duplicate")]
+
+
+@pytest.mark.parametrize(
+    "headers, sender, reason",
+    [
+        ({"Auto-Submitted": "auto-replied"}, "ooo@clinic.example", "auto_submitted"),
+        ({"Precedence": "bulk"}, "news@vendor.example", "precedence_bulk"),
+        ({"List-Id": "<coders.lists.example>"}, "member@clinic.example", "mailing_list"),
+        ({}, "MAILER-DAEMON@mx.example", "mailer_daemon"),
+        ({}, "consultant@localhost", "own_address"),
+    ],
+)
+def test_machine_mail_gets_no_reply(engine, headers, sender, reason) -> None:  # type: ignore[no-untyped-def]
+    services = make_services(engine)
+    services.inbox.deliver(question(sender=sender, headers=headers))
+    summary = run_once(services, now=lambda: NOW)
+    assert services.transport.sent == []
+    assert summary.acknowledged == 1
+    [case] = cases_of(engine)
+    assert case.status == CaseStatus.ignored
+    assert case.reason == reason
+
+
+def test_guest_over_quota_gets_the_over_quota_reply_without_codes(db_engine) -> None:
+    services = make_services(db_engine)
+    services.inbox.deliver(question("What is CPT code 62310?"))
+    services.inbox.deliver(question("And E11.9?"))
+    run_once(services, now=lambda: NOW)
+    assert len(services.transport.sent) == 2
+    second = parsed(services.transport.sent[1].raw).get_body(preferencelist=("plain",)).get_content()
+    assert "used all 1 of its answered questions" in second
+    assert "register" in second
+    assert "E11.9" not in second
+    assert [c.status for c in cases_of(db_engine)] == [CaseStatus.answered, CaseStatus.over_quota]
+    with Session(db_engine) as session:
+        account = session.exec(select(Account)).one()
+    assert account.answered == 1 and account.tier == Tier.guest
+
+
+def test_no_codes_found_is_answered_without_spending_quota(engine) -> None:
+    services = make_services(engine)
+    services.inbox.deliver(question("Can you help me with something?"))
+    run_once(services, now=lambda: NOW)
+    text = parsed(services.transport.sent[0].raw).get_body(preferencelist=("plain",)).get_content()
+    assert "could not find a medical code" in text
+    assert "did not use any of your answers" in text
+    [case] = cases_of(engine)
+    assert (case.status, case.reason) == (CaseStatus.answered, "no_codes")
+
+
+def test_unparseable_message_is_quarantined_and_acknowledged(engine) -> None:
+    services = make_services(engine)
+    services.inbox.deliver(b"\x00\x01 not an email")
+    services.inbox.deliver(question())
+    summary = run_once(services, now=lambda: NOW)
+    assert summary.acknowledged == 2
+    assert len(services.transport.sent) == 1
+    first, second = cases_of(engine)
+    assert (first.status, first.reason) == (CaseStatus.quarantined, "unparseable")
+    assert second.status == CaseStatus.answered
+
+
+def test_a_crash_in_the_matcher_fails_one_case_and_the_batch_goes_on(engine) -> None:
+    matcher = KeywordMatcher()
+    matcher.crash_on = "boom"
+    services = make_services(engine, matcher=matcher)
+    services.inbox.deliver(question("boom goes 62310", sender="a@clinic.example"))
+    services.inbox.deliver(question("What is 62310?", sender="b@clinic.example"))
+    run_once(services, now=lambda: NOW)
+    first, second = cases_of(engine)
+    assert (first.status, first.reason) == (CaseStatus.failed, "internal_error")
+    assert second.status == CaseStatus.answered
+    assert [m.recipients for m in services.transport.sent] == [["b@clinic.example"]]
+
+
+def test_temporary_send_failure_is_retried_with_backoff(engine) -> None:
+    transport = MemoryTransport()
+    transport.fail_with = SendError("SMTP 451: try later")
+    services = make_services(engine, transport=transport)
+    services.inbox.deliver(question())
+    summary = run_once(services, now=lambda: NOW)
+    assert summary.send_retry == 1 and transport.sent == []
+    with Session(engine) as session:
+        row = session.exec(select(Outbox)).one()
+    assert row.status == OutboxStatus.pending and row.next_attempt_at == NOW + timedelta(seconds=30)
+
+    transport.fail_with = None
+    assert run_once(services, now=lambda: NOW + timedelta(seconds=10)).sent == 0  # not due yet
+    assert run_once(services, now=lambda: NOW + timedelta(seconds=31)).sent == 1
+    assert len(transport.sent) == 1
+
+
+def test_permanent_send_failure_is_not_retried(engine) -> None:
+    transport = MemoryTransport()
+    transport.fail_with = PermanentSendError("SMTP 550: no such user")
+    services = make_services(engine, transport=transport)
+    services.inbox.deliver(question())
+    run_once(services, now=lambda: NOW)
+    transport.fail_with = None
+    run_once(services, now=lambda: NOW + timedelta(hours=3))
+    assert transport.sent == []
+    [case] = cases_of(engine)
+    assert case.status == CaseStatus.failed and "550" in case.error
