@@ -11,6 +11,10 @@ Tables:
   Case         one received message and what became of it
   Outbox       a reply written before it is sent; the send stage drains it
   PollState    per-mailbox bookkeeping (UIDVALIDITY seen, health of the last poll)
+  Lease        a named lease held by one worker at a time (only one polls a mailbox)
+  StaffUser    a staff login for the admin pages
+  AuditEntry   who did what to which case or account, and when
+  Registration a pending "register" request: the one-time code sent to an address
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlmodel import Field, SQLModel
 
 class CaseStatus(str, enum.Enum):
     received = "received"
+    needs_review = "needs_review"
     answered = "answered"
     over_quota = "over_quota"
     ignored = "ignored"
@@ -34,9 +39,11 @@ class CaseStatus(str, enum.Enum):
 
 
 class OutboxStatus(str, enum.Enum):
+    held = "held"  # waiting for staff review; never sent as is
     pending = "pending"
     sent = "sent"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class Tier(str, enum.Enum):
@@ -129,6 +136,8 @@ class Case(SQLModel, table=True):
     attachments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: CaseStatus = CaseStatus.received
     reason: str = Field(default="", max_length=200)
+    kind: str = Field(default="question", max_length=20)  # question, register, confirm, balance, help
+    confidence: float = 0.0
     codes: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     findings: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
@@ -164,3 +173,47 @@ class PollState(SQLModel, table=True):
     last_ok_at: Optional[datetime] = None
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     consecutive_failures: int = 0
+
+
+class Lease(SQLModel, table=True):
+    __tablename__ = "lease"
+
+    name: str = Field(primary_key=True, max_length=200)
+    holder: str = Field(max_length=200)
+    expires_at: datetime
+
+
+class StaffUser(SQLModel, table=True):
+    __tablename__ = "staff_user"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    password_hash: str = Field(max_length=300)
+    active: bool = True
+    created_at: datetime
+    last_login_at: Optional[datetime] = None
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_case", "case_id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime
+    actor: str = Field(max_length=320)  # a staff address, or "system"
+    action: str = Field(max_length=50)
+    case_id: Optional[int] = Field(default=None, foreign_key="case.id")
+    account_email: Optional[str] = Field(default=None, max_length=320)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class Registration(SQLModel, table=True):
+    __tablename__ = "registration"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, index=True)
+    code_hash: str = Field(max_length=128)
+    created_at: datetime
+    expires_at: datetime
+    used_at: Optional[datetime] = None
+    attempts: int = 0

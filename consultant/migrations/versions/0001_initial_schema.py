@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 18:54:32.358925
+Create Date: 2026-11-22 18:57:55.163869
 """
 from alembic import op
 import sqlalchemy as sa
@@ -40,8 +40,10 @@ def upgrade() -> None:
     sa.Column('question', sa.Text(), nullable=False),
     sa.Column('raw', sa.LargeBinary(), nullable=True),
     sa.Column('attachments', sa.JSON(), nullable=False),
-    sa.Column('status', sa.Enum('received', 'answered', 'over_quota', 'ignored', 'rejected', 'quarantined', 'failed', name='casestatus'), nullable=False),
+    sa.Column('status', sa.Enum('received', 'needs_review', 'answered', 'over_quota', 'ignored', 'rejected', 'quarantined', 'failed', name='casestatus'), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('confidence', sa.Float(), nullable=False),
     sa.Column('codes', sa.JSON(), nullable=False),
     sa.Column('findings', sa.JSON(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
@@ -95,6 +97,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('system', 'release')
     )
+    op.create_table('lease',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('holder', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('expires_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
     op.create_table('poll_state',
     sa.Column('mailbox', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('uidvalidity', sa.Integer(), nullable=False),
@@ -104,13 +112,50 @@ def upgrade() -> None:
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('mailbox')
     )
+    op.create_table('registration',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('used_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('registration', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_registration_email'), ['email'], unique=False)
+
+    op.create_table('staff_user',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('password_hash', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('last_login_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('email')
+    )
+    op.create_table('audit_entry',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=True),
+    sa.Column('account_email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
+    sa.Column('detail', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('audit_entry', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_case', ['case_id'], unique=False)
+
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=True),
     sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=998), nullable=False),
     sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
     sa.Column('raw', sa.LargeBinary(), nullable=False),
-    sa.Column('status', sa.Enum('pending', 'sent', 'failed', name='outboxstatus'), nullable=False),
+    sa.Column('status', sa.Enum('held', 'pending', 'sent', 'failed', 'cancelled', name='outboxstatus'), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=False),
@@ -132,7 +177,17 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_status_next')
 
     op.drop_table('outbox')
+    with op.batch_alter_table('audit_entry', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_case')
+
+    op.drop_table('audit_entry')
+    op.drop_table('staff_user')
+    with op.batch_alter_table('registration', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_registration_email'))
+
+    op.drop_table('registration')
     op.drop_table('poll_state')
+    op.drop_table('lease')
     op.drop_table('code_release')
     with op.batch_alter_table('code', schema=None) as batch_op:
         batch_op.drop_index('ix_code_code')
