@@ -32,23 +32,36 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
 from consultant import cases
 from consultant.db import session_scope
 from consultant.errors import SenderError, ServiceError
 from consultant.inbox import FetchedMessage, Inbox, MailRef
 from consultant.machine import machine_reason
 from consultant.match.base import MatchResult, Matcher, Suggestion
-from consultant.models import Case, CaseStatus, Code, Outbox, OutboxStatus
+from consultant.accounts import Command, confirm_registration, detect_command, start_registration
+from consultant.models import Case, CaseStatus
 from consultant.outbox import Transport, deliver_pending
 from consultant.parse import Question, parse_message
-from consultant.quota import QuotaPolicy, charge_answer, quota_state
-from consultant.render import CodeView, Reply, build_message, render_reply
+from consultant.quota import QuotaPolicy, charge_answer
+from consultant.replies import ReplyTarget, enqueue_reply
 
 log = logging.getLogger(__name__)
 
-MAX_CODES_IN_REPLY = 8
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """Which replies wait for staff instead of going out (`needs_review`)."""
+
+    below_confidence: float = 0.0  # hold replies whose best code is less sure than this
+    no_codes: bool = False  # hold questions where nothing was found
+
+    def hold_reason(self, result: MatchResult, shown: list[Suggestion]) -> str:
+        if not shown:
+            return "review_no_codes" if self.no_codes else ""
+        if result.confidence < self.below_confidence:
+            return "review_low_confidence"
+        return ""
 
 
 def utcnow() -> datetime:
@@ -69,6 +82,7 @@ class Services:
     batch_size: int = 100
     send_attempts: int = 6
     keep_raw: bool = True
+    review: ReviewPolicy = field(default_factory=ReviewPolicy)
 
     @property
     def domain(self) -> str:
@@ -165,52 +179,60 @@ def _process(services: Services, message: FetchedMessage, *, now: datetime) -> s
             return None  # another worker recorded it first and owns it
         case_id = case.id
 
+    command = detect_command(question.subject, question.body)
+    if command is not None:
+        return _answer_command(services, case_id, question, command, now=now)
     result = services.matcher.match(question.text)
     return _answer(services, case_id, question, result, now=now)
 
 
+def _target(question: Question) -> ReplyTarget:
+    return ReplyTarget(
+        to=question.sender,
+        subject=question.subject,
+        message_id=question.message_id,
+        references=question.references,
+        name=_first_name(question),
+    )
+
+
 def _answer(services: Services, case_id: int | None, question: Question, result: MatchResult, *, now: datetime) -> str:
-    engine = services.engine
-    shown = [s for s in result.codes if s.report][:MAX_CODES_IN_REPLY]
-    with session_scope(engine) as session:
+    """Charge, reply (or hold for review) and close the case, in one transaction."""
+    shown = [s for s in result.codes if s.report]
+    hold_reason = services.review.hold_reason(result, shown)
+    with session_scope(services.engine) as session:
         case = session.get(Case, case_id)
         assert case is not None
-        if case.status in cases.FINISHED:
+        if case.status in cases.FINISHED or case.status == CaseStatus.needs_review:
             return case.status.value
-        if not shown:
+        if hold_reason:
+            kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
+        elif not shown:
             kind, status, reason = "no_match", CaseStatus.answered, "no_codes"
         elif charge_answer(session, question.sender, policy=services.policy, now=now):
             kind, status, reason = "reply", CaseStatus.answered, ""
         else:
             kind, status, reason = "over_quota", CaseStatus.over_quota, "over_quota"
-        state = quota_state(session, question.sender, policy=services.policy)
-        context = {
-            "name": _first_name(question),
-            "codes": code_views(session, shown) if kind == "reply" else [],
-            "findings": [f.text for f in result.findings],
-            "quota_remaining": state.remaining,
-            "allowance": state.allowance,
-            "tier": state.tier.value,
-            "free_answers": services.policy.free_answers,
-            "consultant_address": services.address,
-        }
-        reply = render_reply(
-            kind,
-            to=question.sender,
-            subject=question.subject,
-            context=context,
-            domain=services.domain,
-            in_reply_to=question.message_id,
-            references=question.references,
+        enqueue_reply(
+            session,
+            case,
+            _target(question),
+            kind=kind,
+            policy=services.policy,
+            address=services.address,
+            now=now,
+            codes=shown if kind == "reply" else (),
+            findings=[f.text for f in result.findings],
+            hold=status == CaseStatus.needs_review,
         )
-        _enqueue(session, case, reply, sender=services.address, now=now)
         cases.close_case(
             session,
             case,
             status,
             now=now,
             reason=reason,
-            codes=[_code_record(s) for s in result.codes[:20]],
+            confidence=result.confidence,
+            codes=[code_record(s) for s in result.codes[:20]],
             findings=[
                 {"text": f.text, "negated": f.negated, "uncertain": f.uncertain, "history": f.history,
                  "codes": list(f.codes)}
@@ -221,21 +243,32 @@ def _answer(services: Services, case_id: int | None, question: Question, result:
     return status.value
 
 
-def _enqueue(session: Session, case: Case, reply: Reply, *, sender: str, now: datetime) -> None:
-    session.add(
-        Outbox(
-            case_id=case.id,
-            message_id=reply.message_id,
-            recipient=reply.to,
-            raw=build_message(reply, sender=sender, now=now),
-            status=OutboxStatus.pending,
-            next_attempt_at=now,
-            created_at=now,
+def _answer_command(
+    services: Services, case_id: int | None, question: Question, command: Command, *, now: datetime
+) -> str:
+    """register / confirmation code / balance / help: answered, never charged."""
+    extra: dict[str, object] = {}
+    with session_scope(services.engine) as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        if case.status in cases.FINISHED:
+            return case.status.value
+        kind = command.kind
+        if command.kind == "register":
+            code = start_registration(session, question.sender, now=now)
+            kind, extra = ("register", {"code": code}) if code else ("balance", {})
+        elif command.kind == "confirm":
+            kind = "registered" if confirm_registration(session, question.sender, command.code, now=now) else "register_failed"
+        enqueue_reply(
+            session, case, _target(question), kind=kind, policy=services.policy, address=services.address,
+            now=now, extra=extra,
         )
-    )
+        cases.close_case(session, case, CaseStatus.answered, now=now, reason=f"command_{command.kind}", kind=command.kind)
+    return CaseStatus.answered.value
 
 
-def _code_record(s: Suggestion) -> dict[str, object]:
+def code_record(s: Suggestion) -> dict[str, object]:
+    """What the case keeps of a suggestion (codes and metadata outlive the purge of the text)."""
     return {
         "code": s.code,
         "system": s.system,
@@ -243,43 +276,11 @@ def _code_record(s: Suggestion) -> dict[str, object]:
         "score": round(s.score, 4),
         "confidence": round(s.confidence, 4),
         "report": s.report,
+        "official": s.official,
         "replaced_by": list(s.replaced_by),
         "evidence": list(s.evidence),
+        "more_specific": s.more_specific,
     }
-
-
-def code_views(session: Session, suggestions: list[Suggestion]) -> list[CodeView]:
-    """Turn suggestions into what the reply shows, describing replacement codes too."""
-    wanted = {(s.system, r) for s in suggestions for r in s.replaced_by}
-    described: dict[tuple[str, str], Code] = {}
-    if wanted:
-        rows = session.exec(
-            select(Code).where(Code.display.in_([code for _, code in wanted]))  # type: ignore[attr-defined]
-        ).all()
-        described = {(row.system, row.display): row for row in rows}
-    views = []
-    for s in suggestions:
-        replacements = tuple(
-            CodeView(code=r, system=s.system, status="valid",
-                     official=described[(s.system, r)].official if (s.system, r) in described else "")
-            for r in s.replaced_by
-        )
-        views.append(
-            CodeView(
-                code=s.code,
-                system=s.system,
-                status=s.status,
-                official=s.official,
-                plain=s.plain,
-                release=s.release,
-                deleted_on=s.deleted_on,
-                replacements=replacements,
-                near=s.near,
-                more_specific=s.more_specific,
-                new=s.new,
-            )
-        )
-    return views
 
 
 def _first_name(question: Question) -> str:

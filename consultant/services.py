@@ -18,7 +18,7 @@ from consultant.embedded import EmbeddedMail
 from consultant.errors import ConfigError, MailboxError, SendError
 from consultant.inbox import ImapConfig, ImapInbox
 from consultant.outbox import SmtpConfig, SmtpTransport
-from consultant.pipeline import Services
+from consultant.pipeline import ReviewPolicy, Services
 from consultant.quota import QuotaPolicy
 from consultant.settings import Settings, imap_port, smtp_port
 
@@ -78,6 +78,7 @@ def build_services(settings: Settings, engine: Engine, *, embedded: EmbeddedMail
         policy=QuotaPolicy(guest_answers=settings.guest_answers, free_answers=settings.free_answers),
         batch_size=settings.imap_batch,
         send_attempts=settings.send_attempts,
+        review=ReviewPolicy(below_confidence=settings.review_below, no_codes=settings.review_no_codes),
     )
 
 

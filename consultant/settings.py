@@ -48,6 +48,8 @@ class Settings:
     guest_answers: int = 1
     free_answers: int = 5
     send_attempts: int = 6
+    review_below: float = 0.5
+    review_no_codes: bool = True
     embedded_imap_port: int = 11143
     embedded_smtp_port: int = 10025
     log_level: str = "INFO"
@@ -80,6 +82,16 @@ def _float(name: str, value: str) -> float:
         raise ConfigError(name, f"must be a number, got {value!r}") from None
     if number <= 0:
         raise ConfigError(name, "must be greater than zero")
+    return number
+
+
+def _fraction(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(name, f"must be a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(name, "must be between 0 and 1")
     return number
 
 
@@ -118,6 +130,8 @@ ENV_FIELDS: dict[str, tuple[str, object]] = {
     "CONSULTANT_GUEST_ANSWERS": ("guest_answers", _int),
     "CONSULTANT_FREE_ANSWERS": ("free_answers", _int),
     "CONSULTANT_SEND_ATTEMPTS": ("send_attempts", _int),
+    "CONSULTANT_REVIEW_BELOW": ("review_below", _fraction),
+    "CONSULTANT_REVIEW_NO_CODES": ("review_no_codes", _bool),
     "CONSULTANT_EMBEDDED_IMAP_PORT": ("embedded_imap_port", _int),
     "CONSULTANT_EMBEDDED_SMTP_PORT": ("embedded_smtp_port", _int),
     "CONSULTANT_LOG_LEVEL": ("log_level", _str),

@@ -24,7 +24,7 @@ def make_services(engine, **kwargs) -> Services:  # type: ignore[no-untyped-def]
         inbox=kwargs.pop("inbox", MemoryInbox()),
         transport=kwargs.pop("transport", MemoryTransport()),
         matcher=kwargs.pop("matcher", KeywordMatcher()),
-        address="consultant@localhost",
+        address=kwargs.pop("address", "consultant@caseconsultant.example"),
         **kwargs,
     )
 
@@ -52,7 +52,7 @@ def test_question_is_answered_with_threading_headers_and_codes(db_engine) -> Non
     assert "<q1@clinic.example>" in reply["References"]
     assert reply["Subject"] == "Re: Coding question"
     assert reply["Auto-Submitted"] == "auto-replied"
-    assert reply["Message-ID"].endswith("@localhost>")
+    assert reply["Message-ID"].endswith("@caseconsultant.example>")
     text = reply.get_body(preferencelist=("plain",)).get_content()
     html = reply.get_body(preferencelist=("html",)).get_content()
     assert "62310" in text and "DELETED on January 1, 2017" in text
@@ -98,7 +98,7 @@ def test_same_message_under_new_uidvalidity_is_not_answered_again(db_engine) -> 
         ({"Precedence": "bulk"}, "news@vendor.example", "precedence_bulk"),
         ({"List-Id": "<coders.lists.example>"}, "member@clinic.example", "mailing_list"),
         ({}, "MAILER-DAEMON@mx.example", "mailer_daemon"),
-        ({}, "consultant@localhost", "own_address"),
+        ({}, "Consultant@CaseConsultant.example", "own_address"),
     ],
 )
 def test_machine_mail_gets_no_reply(engine, headers, sender, reason) -> None:  # type: ignore[no-untyped-def]
