@@ -143,7 +143,7 @@ def _parse(raw: bytes) -> Question:
     subject = _first(headers, "subject")[:MAX_SUBJECT_CHARS]
     walk = _Walk()
     segments = _walk_part(msg, 0, walk)
-    body = clean_body("\n\n".join(segments), forward=_is_forward_subject(subject))
+    body = clean_body("\n\n".join(segments), subject=subject)
     question_subject = strip_subject_prefixes(subject)
     if is_generic_subject(question_subject):
         question_subject = ""
@@ -949,12 +949,18 @@ def normalise_text(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
-def clean_body(text: str, *, forward: bool = False) -> str:
-    """The question in a body: quotes, signatures and disclaimers gone, forwards kept."""
+def clean_body(text: str, *, subject: str = "") -> str:
+    """The question in a body: quotes, signatures and disclaimers gone, forwards kept.
+
+    `subject` is the message's subject: a forward prefix (Fwd:, FW:) makes the
+    first Outlook header block a forward rather than a reply, and a forwarded
+    message's subject is kept only when it adds something.
+    """
     lines = normalise_text(text[: MAX_SCAN_CHARS * 2])[:MAX_SCAN_CHARS].split("\n")
-    seen_subjects: set[str] = set()
+    seen_subjects = {strip_subject_prefixes(clean_line(subject)).lower()}
     kept: list[str] = []
-    for number, section in enumerate(_split_sections(lines, forward=forward)):
+    sections = _split_sections(lines, forward=_is_forward_subject(subject))
+    for number, section in enumerate(sections):
         if number:
             section = _drop_forward_headers(section, seen_subjects)
         section = [line for line in section if not _quoted(line)]
