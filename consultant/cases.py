@@ -4,15 +4,25 @@ A case is keyed by (mailbox, UIDVALIDITY, UID); Message-ID plus a hash of
 the raw bytes is the second key, which stops a re-answer when the same
 message reappears under new UIDs (a UIDVALIDITY reset, a copy back into the
 inbox). Every message is recorded before anything is sent.
+
+Answering is shared out by claims: `claim_cases` marks up to N `received`
+cases as this worker's for a while, in one statement (`FOR UPDATE SKIP
+LOCKED` on PostgreSQL, so workers never wait on each other's rows; on
+SQLite the IMMEDIATE transaction serialises the claim). A worker that dies
+leaves its claim to expire, and another takes the case.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+
+from consultant.db import session_scope
 
 from consultant.inbox import MailRef
 from consultant.models import Case, CaseStatus
@@ -86,3 +96,42 @@ def close_case(
     for name, value in fields.items():
         setattr(case, name, value)
     session.add(case)
+
+
+def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
+    """Claim up to `limit` received cases for `holder`; returns their ids, oldest first."""
+    with session_scope(engine) as session:
+        free = (
+            select(Case.id)
+            .where(
+                Case.status == CaseStatus.received,
+                (Case.claimed_until.is_(None)) | (Case.claimed_until < now),  # type: ignore[union-attr]
+            )
+            .order_by(Case.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = session.execute(
+            update(Case)
+            .where(Case.id.in_(free.scalar_subquery()))  # type: ignore[union-attr]
+            .values(claimed_by=holder, claimed_until=now + ttl)
+            .returning(Case.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return sorted(row[0] for row in rows)
+
+
+def still_mine(case: Case, *, holder: str, now: datetime) -> bool:
+    """The claim is ours and unexpired, and the case still waits for an answer (fencing)."""
+    return (
+        case.status == CaseStatus.received
+        and case.claimed_by == holder
+        and case.claimed_until is not None
+        and _aware(case.claimed_until) >= now
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import timezone
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -141,6 +141,9 @@ class Case(SQLModel, table=True):
     codes: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     findings: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    claimed_by: Optional[str] = Field(default=None, max_length=100)
+    claimed_until: Optional[datetime] = None
     received_at: datetime
     updated_at: datetime
     replied_at: Optional[datetime] = None
@@ -160,6 +163,9 @@ class Outbox(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    claimed_by: Optional[str] = Field(default=None, max_length=100)
+    claimed_until: Optional[datetime] = None
+    sending_since: Optional[datetime] = None  # set before SMTP, cleared after: a crash leaves it set
     created_at: datetime
     sent_at: Optional[datetime] = None
 

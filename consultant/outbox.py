@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from consultant.db import session_scope
 from consultant.errors import PermanentSendError, SendError
+from consultant.faults import crash_point
 from consultant.models import Case, CaseStatus, Outbox, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -145,33 +147,74 @@ def backoff(attempts: int) -> timedelta:
     return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
 
 
-def deliver_pending(
-    engine: Engine, transport: Transport, *, sender: str, now: datetime, max_attempts: int = 6, limit: int = 500
-) -> dict[str, int]:
-    """Send every due outbox row; returns counts of sent, retry and failed."""
+CLAIM_TTL = timedelta(minutes=5)
+
+
+def claim_outbox(engine: Engine, *, holder: str, limit: int, now: datetime) -> list[int]:
+    """Claim due rows for `holder` (SKIP LOCKED on PostgreSQL; IMMEDIATE on SQLite)."""
     with session_scope(engine) as session:
-        due = session.exec(
+        due = (
             select(Outbox.id)
-            .where(Outbox.status == OutboxStatus.pending, Outbox.next_attempt_at <= now)
+            .where(
+                Outbox.status == OutboxStatus.pending,
+                Outbox.next_attempt_at <= now,
+                (Outbox.claimed_until.is_(None)) | (Outbox.claimed_until < now),  # type: ignore[union-attr]
+            )
             .order_by(Outbox.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(due.scalar_subquery()))  # type: ignore[union-attr]
+            .values(claimed_by=holder, claimed_until=now + CLAIM_TTL)
+            .returning(Outbox.id)
+            .execution_options(synchronize_session=False)
         ).all()
-    counts = {"sent": 0, "retry": 0, "failed": 0}
+    return sorted(row[0] for row in rows)
+
+
+def deliver_pending(
+    engine: Engine,
+    transport: Transport,
+    *,
+    sender: str,
+    now: datetime,
+    max_attempts: int = 6,
+    limit: int = 500,
+    holder: str = "local",
+) -> dict[str, int]:
+    """Claim and send every due outbox row; returns counts of sent, retry and failed."""
+    counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
+    claimed = claim_outbox(engine, holder=holder, limit=limit, now=now)
+    if not claimed:
+        return counts
     try:
-        for outbox_id in due:
-            counts[_deliver_one(engine, transport, outbox_id, sender=sender, now=now, max_attempts=max_attempts)] += 1
+        for outbox_id in claimed:
+            counts[_deliver_one(engine, transport, outbox_id, sender=sender, now=now,
+                                max_attempts=max_attempts, holder=holder)] += 1
     finally:
         transport.close()
     return counts
 
 
 def _deliver_one(
-    engine: Engine, transport: Transport, outbox_id: int, *, sender: str, now: datetime, max_attempts: int
+    engine: Engine, transport: Transport, outbox_id: int, *, sender: str, now: datetime, max_attempts: int, holder: str
 ) -> str:
     with session_scope(engine) as session:
         row = session.get(Outbox, outbox_id)
-        if row is None or row.status != OutboxStatus.pending:
-            return "sent" if row is not None and row.status == OutboxStatus.sent else "failed"
+        if row is None or row.status != OutboxStatus.pending or row.claimed_by != holder:
+            return "skipped"
+        if row.sending_since is not None and row.case_id is not None:
+            # An earlier attempt died after handing the message to SMTP but before
+            # recording the outcome: the server may have it. Resend the identical
+            # message (same Message-ID) once, and say so on the case.
+            case = session.get(Case, row.case_id)
+            if case is not None and "resent_after_crash" not in case.flags:
+                case.flags = [*case.flags, "resent_after_crash"]
+                session.add(case)
+        row.sending_since = now
+        session.add(row)
         raw, recipient = row.raw, row.recipient
     try:
         transport.send(raw, sender=sender, recipients=[recipient])
@@ -183,18 +226,21 @@ def _deliver_one(
         outcome = _record_failure(engine, outbox_id, str(exc), now=now, permanent=False, max_attempts=max_attempts)
         log.info("outbox %s: send failed, %s", outbox_id, outcome)
         return outcome
+    crash_point("after_smtp_accept")
     with session_scope(engine) as session:
         row = session.get(Outbox, outbox_id)
         assert row is not None
         row.status = OutboxStatus.sent
         row.sent_at = now
         row.attempts += 1
+        row.sending_since = None
         session.add(row)
         if row.case_id is not None:
             case = session.get(Case, row.case_id)
             if case is not None and case.replied_at is None:
                 case.replied_at = now
                 session.add(case)
+    crash_point("after_mark_sent")
     log.info("outbox %s: sent", outbox_id)
     return "sent"
 
@@ -207,6 +253,8 @@ def _record_failure(
         assert row is not None
         row.attempts += 1
         row.last_error = error[:500]
+        row.sending_since = None
+        row.claimed_until = None
         if permanent or row.attempts >= max_attempts:
             row.status = OutboxStatus.failed
             if row.case_id is not None:

@@ -3,42 +3,52 @@
     fetch -> parse -> record -> match -> quota -> render -> send -> acknowledge
 
 `run_once` is the only loop body: the scheduler, the CLI and the tests all
-call it. For each fetched message `process_message`:
+call it. One pass:
 
-1. skips work already done (the case exists and is finished: just acknowledge);
-2. parses; a SenderError quarantines the case with its reason;
-3. ignores machine mail (bounces, auto-replies, lists, our own mail) and
-   copies of a message already answered under another UID;
-4. records the case as `received` (committed) before anything else;
-5. matches, then in ONE transaction charges the quota, writes the reply to
-   the outbox and closes the case (answered / over_quota);
-6. returns the MailRef to acknowledge.
+1. **fetch + record** (only the holder of the mailbox lease): fetch one
+   bounded batch and record every message as a case (`intake.py`); machine
+   mail, duplicates and unreadable mail end there;
+2. **answer**: claim `received` cases (any worker; claims skip rows other
+   workers hold) and for each: match, then in ONE transaction charge the
+   quota, write the reply to the outbox (or hold it for staff review) and
+   close the case;
+3. **acknowledge** (lease holder): move the messages whose cases are closed
+   to the processed folder, one command for the batch;
+4. **send**: drain the outbox over one SMTP connection (`outbox.py`).
 
-The mailbox is acknowledged (moved to Processed) only after that
-transaction, and replies are sent from the outbox afterwards, so a crash at
-any point either repeats harmless work or leaves the reply waiting in the
-outbox, never a lost question or a second reply.
+Because the reply is in the outbox before the mailbox changes, and the
+outbox row is marked sent only after the SMTP server took it, a crash at any
+point repeats harmless work or leaves a reply waiting, never a lost question
+or a second reply (except the unavoidable crash between the server's 250
+and our commit, which resends the same Message-ID once and flags the case).
 
-SenderErrors end a case; ServiceErrors (IMAP, SMTP, database) leave the
-message in the mailbox for the next poll; any other exception on one message
-marks that case failed and the batch goes on.
+SenderErrors end a case; ServiceErrors (IMAP, SMTP, database) abandon the
+pass for a retry on the next poll; any other exception on one case marks
+that case failed and the rest of the batch goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
+
 from consultant import cases
+from consultant.accounts import Command, confirm_registration, detect_command, start_registration
 from consultant.db import session_scope
 from consultant.errors import SenderError, ServiceError
-from consultant.inbox import FetchedMessage, Inbox, MailRef
-from consultant.machine import machine_reason
+from consultant.faults import crash_point
+from consultant.inbox import Inbox, MailRef
+from consultant.intake import intake_message
+from consultant.lease import acquire_lease
 from consultant.match.base import MatchResult, Matcher, Suggestion
-from consultant.accounts import Command, confirm_registration, detect_command, start_registration
 from consultant.models import Case, CaseStatus
 from consultant.outbox import Transport, deliver_pending
 from consultant.parse import Question, parse_message
@@ -47,6 +57,7 @@ from consultant.replies import ReplyTarget, enqueue_reply
 
 log = logging.getLogger(__name__)
 
+CLAIM_TTL = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 @dataclass
 class Services:
     """Everything run_once needs; built by services.py, or by tests with fakes."""
@@ -81,8 +96,10 @@ class Services:
     policy: QuotaPolicy = field(default_factory=QuotaPolicy)
     batch_size: int = 100
     send_attempts: int = 6
-    keep_raw: bool = True
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
+    worker_id: str = field(default_factory=new_worker_id)
+    lease_ttl: timedelta = timedelta(minutes=2)
+    mailbox_name: str = "INBOX"
 
     @property
     def domain(self) -> str:
@@ -97,93 +114,95 @@ class RunSummary:
     sent: int = 0
     send_retry: int = 0
     send_failed: int = 0
+    polled: bool = True
 
 
 def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> RunSummary:
-    """Fetch one bounded batch, process each message, acknowledge, then send."""
-    messages = services.inbox.fetch_batch(services.batch_size)
-    done: list[MailRef] = []
-    statuses: dict[str, int] = {}
-    for message in messages:
-        outcome = process_message(services, message, now=now())
-        if outcome is not None:
-            done.append(message.ref)
-            statuses[outcome] = statuses.get(outcome, 0) + 1
-    services.inbox.acknowledge(done)
+    """One pass: fetch and record (lease holder), answer claimed cases, acknowledge, send."""
+    polled = acquire_lease(
+        services.engine, f"poll:{services.address}:{services.mailbox_name}",
+        holder=services.worker_id, ttl=services.lease_ttl, now=now(),
+    )
+    fetched: list[MailRef] = []
+    if polled:
+        for message in services.inbox.fetch_batch(services.batch_size):
+            crash_point("after_fetch")
+            intake_message(services.engine, message, own_address=services.address, now=now())
+            fetched.append(message.ref)
+            crash_point("after_record")
+    statuses = answer_claimed(services, now=now)
+    acknowledged = acknowledge(services, fetched) if polled else 0
     counts = deliver_pending(
-        services.engine,
-        services.transport,
-        sender=services.address,
-        now=now(),
-        max_attempts=services.send_attempts,
+        services.engine, services.transport, sender=services.address, now=now(),
+        max_attempts=services.send_attempts, holder=services.worker_id,
     )
     return RunSummary(
-        fetched=len(messages),
-        acknowledged=len(done),
+        fetched=len(fetched),
+        acknowledged=acknowledged,
         statuses=statuses,
         sent=counts["sent"],
         send_retry=counts["retry"],
         send_failed=counts["failed"],
+        polled=polled,
     )
 
 
-def process_message(services: Services, message: FetchedMessage, *, now: datetime) -> str | None:
-    """Handle one message; returns the case status to acknowledge, or None to leave it."""
-    ref = message.ref
-    try:
-        return _process(services, message, now=now)
-    except ServiceError as exc:
-        log.warning("uid %s: service error, will retry on the next poll: %s", ref.uid, exc)
-        return None
-    except Exception:  # noqa: BLE001 - one bad message must never stop the worker
-        log.exception("uid %s: unexpected error; case marked failed", ref.uid)
-        return _mark_failed(services, ref, now=now)
+def acknowledge(services: Services, refs: list[MailRef]) -> int:
+    """Move the fetched messages whose cases are closed (anything but `received`)."""
+    if not refs:
+        return 0
+    with session_scope(services.engine) as session:
+        rows = session.exec(
+            select(Case.uid, Case.status).where(
+                Case.mailbox == refs[0].mailbox,
+                Case.uidvalidity == refs[0].uidvalidity,
+                Case.uid.in_([r.uid for r in refs]),  # type: ignore[attr-defined]
+            )
+        ).all()
+    done = {uid for uid, status in rows if status != CaseStatus.received}
+    ready = [r for r in refs if r.uid in done]
+    services.inbox.acknowledge(ready)
+    return len(ready)
 
 
-def _process(services: Services, message: FetchedMessage, *, now: datetime) -> str | None:
-    ref = message.ref
-    engine = services.engine
-    with session_scope(engine) as session:
-        existing = cases.find_case(session, ref)
-        if existing is not None and existing.status in cases.FINISHED:
-            return existing.status.value  # handled before a crash or a failed acknowledge
-    raw = message.raw if services.keep_raw else None
-
-    if message.truncated:
-        return _record_final(services, ref, CaseStatus.quarantined, "too_large", now=now, raw=None)
-    try:
-        question = parse_message(message.raw)
-    except SenderError as exc:
-        return _record_final(services, ref, CaseStatus.quarantined, exc.reason, now=now, raw=raw)
-
-    meta = dict(
-        message_id=question.message_id[:998],
-        content_hash=question.content_hash,
-        sender=question.sender,
-        subject=question.subject,
-        attachments=list(question.attachments),
-    )
-    reason = machine_reason(question, own_address=services.address)
-    if reason is not None:
-        return _record_final(services, ref, CaseStatus.ignored, reason, now=now, raw=raw, **meta)
-
-    with session_scope(engine) as session:
-        duplicate = cases.find_duplicate(
-            session, message_id=question.message_id, content_hash=question.content_hash, ref=ref
+def answer_claimed(services: Services, *, now: Callable[[], datetime] = utcnow, limit: int = 200) -> dict[str, int]:
+    """Claim received cases and answer each; returns counts per resulting status."""
+    statuses: dict[str, int] = {}
+    while True:
+        claimed = cases.claim_cases(
+            services.engine, holder=services.worker_id, limit=min(limit, 50), ttl=CLAIM_TTL, now=now()
         )
-        if duplicate is not None:
-            case = cases.record_case(session, ref, now=now, status=CaseStatus.ignored, reason="duplicate", **meta)
-            return CaseStatus.ignored.value if case is not None else None
-        case = existing or cases.record_case(session, ref, now=now, question=question.text, raw=raw, **meta)
-        if case is None:
-            return None  # another worker recorded it first and owns it
-        case_id = case.id
+        for case_id in claimed:
+            outcome = answer_case(services, case_id, now=now())
+            statuses[outcome] = statuses.get(outcome, 0) + 1
+        limit -= len(claimed)
+        if not claimed or limit <= 0:
+            return statuses
 
-    command = detect_command(question.subject, question.body)
-    if command is not None:
-        return _answer_command(services, case_id, question, command, now=now)
-    result = services.matcher.match(question.text)
-    return _answer(services, case_id, question, result, now=now)
+
+def answer_case(services: Services, case_id: int, *, now: datetime) -> str:
+    """Match and answer one claimed case; the error boundary for one question."""
+    try:
+        with session_scope(services.engine) as session:
+            case = session.get(Case, case_id)
+            if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
+                return "skipped"
+            raw = case.raw or b""
+        question = parse_message(raw)
+        command = detect_command(question.subject, question.body)
+        if command is not None:
+            return _answer_command(services, case_id, question, command, now=now)
+        result = services.matcher.match(question.text)
+        crash_point("during_match")
+        return _answer(services, case_id, question, result, now=now)
+    except ServiceError:
+        raise
+    except SenderError as exc:
+        return _close(services, case_id, CaseStatus.quarantined, exc.reason, now=now)
+    except Exception:  # noqa: BLE001 - one bad case must never stop the worker
+        log.exception("case %s: unexpected error; marked failed", case_id)
+        return _close(services, case_id, CaseStatus.failed, "internal_error", now=now,
+                      error="unexpected error while answering; see the worker log")
 
 
 def _target(question: Question) -> ReplyTarget:
@@ -196,15 +215,14 @@ def _target(question: Question) -> ReplyTarget:
     )
 
 
-def _answer(services: Services, case_id: int | None, question: Question, result: MatchResult, *, now: datetime) -> str:
+def _answer(services: Services, case_id: int, question: Question, result: MatchResult, *, now: datetime) -> str:
     """Charge, reply (or hold for review) and close the case, in one transaction."""
     shown = [s for s in result.codes if s.report]
     hold_reason = services.review.hold_reason(result, shown)
     with session_scope(services.engine) as session:
         case = session.get(Case, case_id)
-        assert case is not None
-        if case.status in cases.FINISHED or case.status == CaseStatus.needs_review:
-            return case.status.value
+        if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
+            return "skipped"
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
         elif not shown:
@@ -239,20 +257,20 @@ def _answer(services: Services, case_id: int | None, question: Question, result:
                 for f in result.findings
             ],
         )
+    crash_point("after_outbox_commit")
     log.info("case %s: %s", case_id, status.value)
     return status.value
 
 
 def _answer_command(
-    services: Services, case_id: int | None, question: Question, command: Command, *, now: datetime
+    services: Services, case_id: int, question: Question, command: Command, *, now: datetime
 ) -> str:
     """register / confirmation code / balance / help: answered, never charged."""
     extra: dict[str, object] = {}
     with session_scope(services.engine) as session:
         case = session.get(Case, case_id)
-        assert case is not None
-        if case.status in cases.FINISHED:
-            return case.status.value
+        if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
+            return "skipped"
         kind = command.kind
         if command.kind == "register":
             code = start_registration(session, question.sender, now=now)
@@ -263,7 +281,8 @@ def _answer_command(
             session, case, _target(question), kind=kind, policy=services.policy, address=services.address,
             now=now, extra=extra,
         )
-        cases.close_case(session, case, CaseStatus.answered, now=now, reason=f"command_{command.kind}", kind=command.kind)
+        cases.close_case(session, case, CaseStatus.answered, now=now, reason=f"command_{command.kind}")
+    crash_point("after_outbox_commit")
     return CaseStatus.answered.value
 
 
@@ -291,31 +310,9 @@ def _first_name(question: Question) -> str:
     return first[:40] if first.isalpha() else ""
 
 
-def _record_final(
-    services: Services, ref: MailRef, status: CaseStatus, reason: str, *, now: datetime, raw: bytes | None, **meta: object
-) -> str | None:
+def _close(services: Services, case_id: int, status: CaseStatus, reason: str, *, now: datetime, error: str = "") -> str:
     with session_scope(services.engine) as session:
-        case = cases.find_case(session, ref)
-        if case is None:
-            case = cases.record_case(session, ref, now=now, status=status, reason=reason, raw=raw, **meta)
-            if case is None:
-                return None
-        else:
-            cases.close_case(session, case, status, now=now, reason=reason)
-    log.info("uid %s: %s (%s)", ref.uid, status.value, reason)
+        case = session.get(Case, case_id)
+        if case is not None and case.status == CaseStatus.received:
+            cases.close_case(session, case, status, now=now, reason=reason, error=error or case.error)
     return status.value
-
-
-def _mark_failed(services: Services, ref: MailRef, *, now: datetime) -> str | None:
-    try:
-        with session_scope(services.engine) as session:
-            case = cases.find_case(session, ref)
-            if case is None:
-                case = cases.record_case(session, ref, now=now, status=CaseStatus.failed, reason="internal_error")
-            else:
-                cases.close_case(session, case, CaseStatus.failed, now=now, reason="internal_error",
-                                 error="unexpected error while processing; see the worker log")
-        return CaseStatus.failed.value
-    except Exception:  # noqa: BLE001 - the database itself is failing: retry next poll
-        log.exception("uid %s: could not record the failure", ref.uid)
-        return None

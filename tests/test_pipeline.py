@@ -83,7 +83,9 @@ def test_same_message_under_new_uidvalidity_is_not_answered_again(db_engine) -> 
     first = make_services(db_engine, inbox=MemoryInbox(uidvalidity=1))
     first.inbox.deliver(raw)
     run_once(first, now=lambda: NOW)
-    second = make_services(db_engine, inbox=MemoryInbox(uidvalidity=2), transport=first.transport)
+    second = make_services(
+        db_engine, inbox=MemoryInbox(uidvalidity=2), transport=first.transport, worker_id=first.worker_id
+    )
     second.inbox.deliver(raw)
     run_once(second, now=lambda: NOW)
     assert len(first.transport.sent) == 1
