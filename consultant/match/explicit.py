@@ -1,0 +1,125 @@
+"""Finding codes written in the text: E119, e11.9, S161XXA, CPT 99213, J3301, 0FT44ZZ.
+
+Only the shape is checked here; whether a token is a real code is the index's
+business. The shapes are strict enough that dates, phone numbers, ZIP codes,
+record numbers and doses do not look like codes:
+
+- ICD-10-CM: a letter, two characters (digit, then digit or letter), then an
+  optional dot and up to four more; a bare 3-character token must have a digit
+  or an ICD letter pattern (I5A), and words such as "ICD10" or "ICD-10-CM"
+  are never codes.
+- CPT: five digits (or four digits and F/T/U), only after the word CPT or when
+  no other number pattern explains them (not a ZIP after a state, not part of
+  a phone number or date).
+- HCPCS Level II: a letter A-V and four digits (J3301), upper or lower case.
+- ICD-10-PCS: seven characters of digits and letters (no I or O) with at
+  least one digit, in capitals or after the word PCS.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A letter, digit, digit/letter, then an optional dot and 1-4 alphanumerics.
+_ICD = re.compile(r"(?<![A-Za-z0-9.\-/])([A-Za-z]\d[0-9A-Za-z])(?:\.?([0-9A-Za-z]{1,4}))?(?![A-Za-z0-9\-/]|\.\d)")
+_FIVE = re.compile(r"(?<![\w.\-/()])(\d{4}[0-9FTUftu])(?![\w\-/]|\.\d)")
+_HCPCS = re.compile(r"(?<![\w.\-/])([A-Va-v]\d{4})(?![\w\-/]|\.\d)")
+_PCS = re.compile(r"(?<![\w.\-/])([0-9A-HJ-NP-Za-hj-np-z]{7})(?![\w\-/])")
+
+_CPT_HINT = re.compile(r"\bcpt\b|\bprocedure code\b|\bcode\b|\bbill(?:ed|ing)?\b", re.I)
+_PCS_HINT = re.compile(r"\bpcs\b|\bicd[\s-]?10[\s-]?pcs\b", re.I)
+_LAB_WORDS = {"b12", "b6", "b1", "d3", "d2", "k2", "t3", "t4", "a1c", "c3", "c4", "e2", "g6", "h2", "o2", "s1", "s2", "s3", "s4", "l4", "l5", "c5", "c6", "c7", "t12"}
+_NOT_CODE_WORDS = {"icd", "icd9", "icd10", "icd11", "cpt", "pcs", "hcpcs"}
+_UNITS = re.compile(r"^\s*(?:mg|mcg|ml|g|kg|lb|lbs|units?|iu|mmhg|%|cc|mm|cm|hrs?|hours?|days?|weeks?)\b", re.I)
+_ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|zip|zip code|postal code)\s*$", re.I)
+_NUMBER_CONTEXT = re.compile(
+    r"(?:mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|zip|dob|npi|ssn|#)\W{0,3}$", re.I
+)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A code-like token found in the text."""
+
+    raw: str  # as written
+    key: str  # canonical: upper case, no dot
+    system: str  # ICD-10-CM, CPT, HCPCS, ICD-10-PCS (a guess from the shape)
+    start: int
+    hinted: bool = False  # the text names the system next to it
+
+
+def find_mentions(text: str) -> list[Mention]:
+    """Every code-like token in `text`, in order of appearance, without repeats."""
+    found: dict[tuple[str, str], Mention] = {}
+    taken: list[tuple[int, int]] = []
+
+    def add(m: Mention, end: int) -> None:
+        if any(s <= m.start < e for s, e in taken):
+            return
+        taken.append((m.start, end))
+        found.setdefault((m.system, m.key), m)
+
+    for match in _HCPCS.finditer(text):
+        before = text[max(0, match.start() - 12) : match.start()].lower()
+        raw = match.group(1)
+        hinted = "hcpcs" in before
+        # J3301 is also a valid ICD shape (J33.01); the HCPCS reading wins only
+        # with a hint, or when the ICD reading cannot be a code (checked later).
+        add(Mention(raw, raw.upper(), "HCPCS", match.start(), hinted), match.end())
+        taken.pop()  # keep the span free; ICD may also claim it
+
+    for match in _PCS.finditer(text):
+        raw = match.group(1)
+        if not any(ch.isdigit() for ch in raw) or raw.isdigit():
+            continue
+        hinted = bool(_PCS_HINT.search(text[max(0, match.start() - 20) : match.start()]))
+        # PCS codes start with a section digit or letter; lower-case words such as
+        # "unknown" have no digit and were skipped above.
+        if not (raw.isupper() or raw[0].isdigit() or hinted):
+            continue
+        if _ICD.fullmatch(raw) and not raw[0].isdigit():
+            continue  # an ICD-10-CM 7-character code (S161XXA); ICD wins
+        add(Mention(raw, raw.upper(), "ICD-10-PCS", match.start(), hinted), match.end())
+
+    for match in _ICD.finditer(text):
+        head, tail = match.group(1), match.group(2) or ""
+        raw = match.group(0)
+        if (head + tail).lower() in _NOT_CODE_WORDS or head.lower() in ("icd",):
+            continue
+        if not head[1].isdigit():
+            continue
+        if re.fullmatch(r"[A-Za-z]\d{2}", head) is None and not tail and not re.fullmatch(r"[A-Za-z]\d[A-Za-z]", head):
+            continue
+        if _UNITS.match(text[match.end() :]) and not tail:
+            continue
+        # Lower-case words that happen to fit (e.g. "b12" vitamin) need a dot,
+        # a 4+ character tail, or a capital letter to count.
+        if not tail and raw.lower() in _LAB_WORDS and not re.search(r"\bcode\b|\bicd", text, re.I):
+            continue
+        key = (head + tail).upper()
+        if key.startswith("ICD"):
+            continue
+        add(Mention(raw, key, "ICD-10-CM", match.start()), match.end())
+
+    for match in _FIVE.finditer(text):
+        raw = match.group(1)
+        before = text[max(0, match.start() - 30) : match.start()]
+        after = text[match.end() : match.end() + 6]
+        if _NUMBER_CONTEXT.search(before) or _ZIP_BEFORE.search(before):
+            continue
+        if re.match(r"\s*[-)]\s*\d", after) or re.search(r"\d\s*[-(]\s*$", before):
+            continue  # part of a phone number or a range
+        if _UNITS.match(after):
+            continue
+        hinted = bool(re.search(r"\bcpt\b", before, re.I))
+        if not hinted and not _CPT_HINT.search(text):
+            continue
+        add(Mention(raw, raw.upper(), "CPT", match.start(), hinted), match.end())
+
+    return sorted(found.values(), key=lambda m: m.start)
+
+
+def icd_display(key: str) -> str:
+    """E119 -> E11.9; codes of three characters keep no dot."""
+    return key if len(key) <= 3 else f"{key[:3]}.{key[3:]}"

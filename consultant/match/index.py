@@ -1,0 +1,467 @@
+"""The in-memory code index, built once from the `code` table.
+
+Everything the matcher needs at question time lives here as plain lists and
+dicts: each code's display form, title and status; the title tokens of every
+reportable code with their roles; an inverted index; and the few notes the
+coding rules use (Excludes1, use additional code, code first).
+
+ICD-10-CM codes that differ only in their 7th character are searched as one
+"family" (S42.001 with A, B, D, G, K, P, S): the base title is matched and the
+7th character is picked afterwards from what the text says about the
+encounter. That keeps the search space near 40,000 documents instead of
+98,000.
+
+Building takes a few seconds on the full code set, so `load_index` keeps a
+pickled copy next to the database, keyed by a fingerprint of the table.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import math
+import os
+import pickle
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from consultant.match.text import DEFAULT_WORDS, tokenize, words, stem, STOPWORDS
+from consultant.models import Code
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 4
+ICD = "ICD-10-CM"
+SEARCHED_SYSTEMS = frozenset({ICD, "ICD-10-PCS", "CPT", "HCPCS"})
+DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
+
+# Token roles inside a title: how much an unmatched token costs.
+NORMAL, DEFAULT, WITHOUT, OTHER, OPTIONAL = 0, 1, 2, 3, 4
+ROLE_COST = (1.0, 0.08, 0.12, 0.45, 0.15)
+
+_CODE_REF = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.?-)?")
+
+
+@dataclass
+class Doc:
+    """One searchable name of one reportable code (or 7th-character family)."""
+
+    target: int  # row number, or -(family number + 1)
+    tokens: tuple[int, ...]
+    roles: tuple[int, ...]
+    cost: float  # sum of idf * role cost over the tokens
+    alias: bool = False  # an inclusion term rather than the title
+
+
+@dataclass
+class Family:
+    base: str  # display form of the 6-character base, e.g. S42.001
+    title: str
+    members: list[int]  # row numbers, in code order
+    ext_tokens: list[frozenset[int]]  # tokens of each member's 7th-character phrase
+
+
+@dataclass
+class CodeIndex:
+    version: int = INDEX_VERSION
+    fingerprint: str = ""
+    system: list[str] = field(default_factory=list)
+    key: list[str] = field(default_factory=list)
+    display: list[str] = field(default_factory=list)
+    official: list[str] = field(default_factory=list)
+    plain: list[str] = field(default_factory=list)
+    billable: list[bool] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    change: list[str] = field(default_factory=list)
+    release: list[str] = field(default_factory=list)
+    parent: list[str] = field(default_factory=list)
+    replaced_by: list[tuple[str, ...]] = field(default_factory=list)
+    by_key: dict[str, list[int]] = field(default_factory=dict)  # canonical key -> rows
+    children: dict[int, list[int]] = field(default_factory=dict)
+    excludes1: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> code prefixes
+    use_additional: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    code_first: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    vocab: dict[str, int] = field(default_factory=dict)
+    idf: dict[str, list[float]] = field(default_factory=dict)  # group -> token weights
+    docs: list[Doc] = field(default_factory=list)
+    postings: dict[str, list[list[int]]] = field(default_factory=dict)  # group -> token -> docs
+    families: list[Family] = field(default_factory=list)
+    family_of: dict[int, int] = field(default_factory=dict)  # row -> family number
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def rows_for(self, key: str, system: str | None = None) -> list[int]:
+        rows = self.by_key.get(key.upper().replace(".", ""), [])
+        return [r for r in rows if system is None or self.system[r] == system]
+
+    def row(self, system: str, key: str) -> int | None:
+        rows = self.rows_for(key, system)
+        return rows[0] if rows else None
+
+    def token_id(self, token: str) -> int | None:
+        return self.vocab.get(token)
+
+    def ancestors(self, row: int) -> list[int]:
+        out = []
+        seen = set()
+        parent = self.parent[row]
+        while parent and parent not in seen:
+            seen.add(parent)
+            prow = self.row(self.system[row], parent)
+            if prow is None:
+                break
+            out.append(prow)
+            parent = self.parent[prow]
+        return out
+
+    def billable_descendants(self, row: int) -> list[int]:
+        out: list[int] = []
+        stack = list(reversed(self.children.get(row, [])))
+        while stack:
+            r = stack.pop()
+            if self.billable[r] and self.status[r] == "valid":
+                out.append(r)
+            stack.extend(reversed(self.children.get(r, [])))
+        return out
+
+
+# ---------------------------------------------------------------- loading
+
+
+def table_fingerprint(engine: Engine) -> str:
+    with engine.connect() as conn:
+        count, max_id = conn.execute(select(func.count(Code.id), func.max(Code.id))).one()
+        releases = conn.execute(select(Code.system, Code.release).distinct()).all()
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]  # code changes rebuild too
+    text = f"v{INDEX_VERSION}|{source}|{count}|{max_id}|{sorted(map(tuple, releases))}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def default_cache_path(engine: Engine) -> Path | None:
+    """Next to a SQLite file; under var/ (or $CONSULTANT_INDEX_DIR) otherwise."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database).with_suffix(".match-index.pickle")
+    base = Path(os.environ.get("CONSULTANT_INDEX_DIR", "var"))
+    name = hashlib.sha256(str(url.set(password="")).encode()).hexdigest()[:12]
+    return base / f"match-index-{name}.pickle"
+
+
+def load_index(engine: Engine, *, cache_path: Path | None | bool = True) -> CodeIndex:
+    """The index for `engine`'s code table, from the cache when it is current."""
+    fingerprint = table_fingerprint(engine)
+    path = default_cache_path(engine) if cache_path is True else (cache_path or None)
+    if path is not None and path.exists():
+        try:
+            with path.open("rb") as fh:
+                index = _unpickle(fh)
+            if isinstance(index, CodeIndex) and index.version == INDEX_VERSION and index.fingerprint == fingerprint:
+                return index
+        except Exception:  # a stale or truncated cache is rebuilt, never trusted
+            log.warning("ignoring unreadable match index cache %s", path)
+    index = build_index(_read_rows(engine))
+    index.fingerprint = fingerprint
+    if path is not None:
+        _write_cache(index, path)
+    return index
+
+
+def _unpickle(fh: Any) -> Any:
+    # The index is millions of small objects; the cyclic collector adds
+    # seconds to loading them and finds nothing to free.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return pickle.load(fh)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _write_cache(index: CodeIndex, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(index, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not write match index cache %s: %s", path, exc)
+
+
+def _read_rows(engine: Engine) -> list[dict[str, Any]]:
+    cols = [
+        Code.system, Code.code, Code.display, Code.official, Code.short, Code.plain, Code.billable,
+        Code.parent, Code.status, Code.change, Code.replaced_by, Code.notes, Code.release, Code.kind,
+    ]
+    with engine.connect() as conn:
+        result = conn.execute(select(*cols).order_by(Code.system, Code.code))
+        return [dict(r._mapping) for r in result]
+
+
+# ---------------------------------------------------------------- building
+
+
+def build_index(rows: list[dict[str, Any]]) -> CodeIndex:
+    index = CodeIndex()
+    notes_by_row: list[dict[str, Any]] = []
+    for r in rows:
+        if r.get("kind") in ("chapter", "block"):
+            continue
+        row = len(index.key)
+        key = str(r["code"]).upper().replace(".", "")
+        index.system.append(r["system"])
+        index.key.append(key)
+        index.display.append(r.get("display") or key)
+        index.official.append(r.get("official") or "")
+        index.plain.append(r.get("plain") or "")
+        index.billable.append(bool(r.get("billable")))
+        index.status.append(r.get("status") or "valid")
+        index.change.append(r.get("change") or "")
+        index.release.append(r.get("release") or "")
+        index.parent.append((r.get("parent") or "").upper().replace(".", ""))
+        index.replaced_by.append(tuple(r.get("replaced_by") or ()))
+        index.by_key.setdefault(key, []).append(row)
+        notes_by_row.append(r.get("notes") or {})
+    for row in range(len(index.key)):
+        parent = index.parent[row]
+        if parent:
+            prow = index.row(index.system[row], parent)
+            if prow is not None:
+                index.children.setdefault(prow, []).append(row)
+    for row, notes in enumerate(notes_by_row):
+        _read_notes(index, row, notes)
+    _build_families(index)
+    _build_docs(index, notes_by_row)
+    return index
+
+
+def _note_lists(notes: dict[str, Any]) -> dict[str, list[str]]:
+    """Normalise the loader's note keys to inclusion/excludes1/use_additional/code_first."""
+    out: dict[str, list[str]] = {}
+    for raw_key, value in notes.items():
+        k = re.sub(r"[^a-z0-9]", "", str(raw_key).lower())
+        if "inclusion" in k or k == "includes":
+            name = "inclusion"
+        elif "excludes1" in k or k == "excl1":
+            name = "excludes1"
+        elif "useadditional" in k:
+            name = "use_additional"
+        elif "codefirst" in k:
+            name = "code_first"
+        else:
+            continue
+        if isinstance(value, str):
+            items = [value]
+        elif isinstance(value, dict):
+            items = [str(v) for v in value.values()]
+        else:
+            items = [str(v) for v in value or ()]
+        out.setdefault(name, []).extend(items)
+    return out
+
+
+def _code_refs(items: list[str]) -> tuple[str, ...]:
+    refs = []
+    for item in items:
+        for m in _CODE_REF.finditer(item):
+            refs.append(m.group(1).replace(".", ""))
+    return tuple(dict.fromkeys(refs))
+
+
+def _read_notes(index: CodeIndex, row: int, notes: dict[str, Any]) -> None:
+    lists = _note_lists(notes)
+    if lists.get("excludes1"):
+        index.excludes1[row] = _code_refs(lists["excludes1"])
+    if lists.get("use_additional"):
+        index.use_additional[row] = _code_refs(lists["use_additional"])
+    if lists.get("code_first"):
+        index.code_first[row] = _code_refs(lists["code_first"])
+
+
+def _common_base(titles: list[str]) -> str:
+    prefix = os.path.commonprefix(titles)
+    cut = prefix.rfind(", ")
+    return prefix[:cut] if cut > 0 else ""
+
+
+def _build_families(index: CodeIndex) -> None:
+    groups: dict[str, list[int]] = {}
+    for row, key in enumerate(index.key):
+        if index.system[row] == ICD and len(key) == 7 and index.billable[row] and index.status[row] == "valid":
+            groups.setdefault(key[:6], []).append(row)
+    for base_key, members in groups.items():
+        if len(members) < 2:
+            continue
+        titles = [index.official[r] for r in members]
+        base = _common_base(titles)
+        if not base:
+            continue
+        fam = len(index.families)
+        exts = [tokenize(t[len(base) :]) for t in titles]
+        index.families.append(
+            Family(base=_display_base(base_key), title=base, members=members, ext_tokens=[frozenset() for _ in exts])
+        )
+        index.families[fam].ext_tokens = [frozenset(_ids(index, toks)) for toks in exts]
+        for r in members:
+            index.family_of[r] = fam
+
+
+def _display_base(key: str) -> str:
+    return f"{key[:3]}.{key[3:]}".rstrip("X").rstrip(".")
+
+
+def _ids(index: CodeIndex, tokens: list[str]) -> list[int]:
+    out = []
+    for t in tokens:
+        tid = index.vocab.get(t)
+        if tid is None:
+            tid = len(index.vocab)
+            index.vocab[t] = tid
+        out.append(tid)
+    return out
+
+
+_SEGMENT_BREAK = {"with", "without", "and", "in", "due", "of"}
+
+
+def title_roles(title: str) -> list[tuple[str, int]]:
+    """Tokens of a title with their roles (see ROLE_COST)."""
+    out: list[tuple[str, int]] = []
+    mode = NORMAL
+    depth_paren = depth_bracket = 0
+    # keep punctuation that changes roles as separate marks
+    for piece in re.findall(r"\(|\)|\[|\]|,|[^\s(),\[\]]+", title):
+        if piece == "(":
+            depth_paren += 1
+            continue
+        if piece == ")":
+            depth_paren = max(0, depth_paren - 1)
+            continue
+        if piece == "[":
+            depth_bracket += 1
+            continue
+        if piece == "]":
+            depth_bracket = max(0, depth_bracket - 1)
+            continue
+        if piece == ",":
+            if mode == WITHOUT:
+                mode = NORMAL
+            continue
+        for w in words(piece):
+            if w == "without":
+                mode = WITHOUT
+                out.append((w, WITHOUT))
+                continue
+            if w == "with":
+                mode = NORMAL
+                continue
+            if w in ("including", "nec"):
+                mode = OPTIONAL if w == "including" else mode
+                continue
+            t = stem(w)
+            if not t or t in STOPWORDS:
+                continue
+            if depth_paren or depth_bracket:
+                role = OPTIONAL
+            elif t in DEFAULT_WORDS:
+                role = DEFAULT
+            elif t == "other":
+                role = OTHER
+            else:
+                role = mode
+            out.append((t, role))
+    # one token per word: keep the cheapest role when a word repeats
+    best: dict[str, int] = {}
+    for t, role in out:
+        if t not in best or ROLE_COST[role] > ROLE_COST[best[t]]:
+            best[t] = role if t not in best else best[t]
+    seen: dict[str, int] = {}
+    for t, role in out:
+        if t not in seen or ROLE_COST[role] < ROLE_COST[seen[t]]:
+            seen[t] = role
+    return list(seen.items())
+
+
+def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
+    raw_docs: list[tuple[int, list[tuple[str, int]], bool]] = []
+    for row in range(len(index.key)):
+        if not index.billable[row] or index.status[row] != "valid" or row in index.family_of:
+            continue
+        if index.system[row] not in SEARCHED_SYSTEMS:
+            continue
+        raw_docs.append((row, title_roles(index.official[row]), False))
+        for term in _note_lists(notes_by_row[row]).get("inclusion", []):
+            raw_docs.append((row, title_roles(term), True))
+    for fam, family in enumerate(index.families):
+        raw_docs.append((-(fam + 1), title_roles(family.title), False))
+        first = family.members[0]
+        parent_row = index.row(ICD, index.parent[first]) if index.parent[first] else None
+        if parent_row is not None:
+            for term in _note_lists(notes_by_row[parent_row]).get("inclusion", []):
+                raw_docs.append((-(fam + 1), title_roles(term), True))
+    # category inclusion terms go to the category's default billable child
+    for row in range(len(index.key)):
+        if index.billable[row] or index.system[row] != ICD or index.status[row] != "valid":
+            continue
+        terms = _note_lists(notes_by_row[row]).get("inclusion", [])
+        if not terms:
+            continue
+        child = default_child(index, row)
+        if child is None or child in index.family_of:
+            continue
+        for term in terms:
+            raw_docs.append((child, title_roles(term), True))
+
+    df: dict[str, dict[str, int]] = {DX: {}, PX: {}}
+    for target, toks, _ in raw_docs:
+        counts = df[_group(index, target)]
+        for t, _ in toks:
+            counts[t] = counts.get(t, 0) + 1
+    for counts in df.values():
+        _ids(index, list(counts))
+    for group, counts in df.items():
+        n = max(1, sum(1 for target, _, _ in raw_docs if _group(index, target) == group))
+        index.idf[group] = [math.log(1 + n / (1 + counts.get(t, 0))) for t in index.vocab]
+        index.postings[group] = [[] for _ in index.vocab]
+    for target, toks, alias in raw_docs:
+        if not toks:
+            continue
+        group = _group(index, target)
+        idf = index.idf[group]
+        ids = tuple(index.vocab[t] for t, _ in toks)
+        roles = tuple(role for _, role in toks)
+        cost = sum(idf[i] * ROLE_COST[r] for i, r in zip(ids, roles))
+        doc_id = len(index.docs)
+        index.docs.append(Doc(target=target, tokens=ids, roles=roles, cost=cost, alias=alias))
+        for i in ids:
+            index.postings[group][i].append(doc_id)
+
+
+def _group(index: CodeIndex, target: int) -> str:
+    return DX if target < 0 or index.system[target] == ICD else PX
+
+
+def default_child(index: CodeIndex, row: int) -> int | None:
+    """The billable code a header defaults to: its unspecified child, else the first."""
+    leaves = index.billable_descendants(row)
+    if not leaves:
+        return None
+    for r in leaves:
+        title = index.official[r].lower()
+        if "unspecified" in title and "other" not in title.split(",")[0]:
+            return r
+    for r in leaves:
+        if index.key[r].endswith("9") and len(index.key[r]) == len(index.key[row]) + 1:
+            return r
+    return leaves[0]

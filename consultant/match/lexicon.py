@@ -1,0 +1,137 @@
+"""The words people use, rewritten into the words the code titles use.
+
+`lexicon.tsv` beside this module holds one rule a line:
+
+    kind <TAB> phrase <TAB> expansion [<TAB> flags]
+
+`kind` is documentation (abbr, lay, misspell, form, icd9, drug, qualifier);
+the behaviour comes from the flags:
+
+    add     keep the phrase and add the expansion (a synonym that titles may
+            use either way); without it the phrase is replaced
+    upper   match only when the phrase is written in capitals in the text
+            (abbreviations that are also ordinary words: AS, ALL, MS, PE)
+
+An empty expansion drops the phrase (filler such as "episode of care").
+Phrases are matched longest first on lower-cased words, so "type 2 diabetes"
+wins over "diabetes".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from consultant.match.text import words
+
+LEXICON_PATH = Path(__file__).with_name("lexicon.tsv")
+TRANSPARENT = frozenset({"left", "right", "bilateral", "both", "lt", "rt"})
+_RAW_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    phrase: tuple[str, ...]
+    expansion: tuple[str, ...]
+    add: bool = False
+    upper: bool = False
+
+
+class Lexicon:
+    """Longest-match phrase rewriting over a word sequence."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+        self._by_first: dict[str, list[Rule]] = {}
+        for rule in rules:
+            self._by_first.setdefault(rule.phrase[0], []).append(rule)
+        for bucket in self._by_first.values():
+            bucket.sort(key=lambda r: -len(r.phrase))
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def find(self, phrase: str) -> list[Rule]:
+        key = tuple(words(phrase))
+        return [r for r in self._by_first.get(key[0], []) if r.phrase == key] if key else []
+
+    def rewrite(self, text: str) -> tuple[list[str], list[str]]:
+        """Return (words after rewriting, evidence lines "phrase -> expansion")."""
+        raw = _raw_words(text)
+        low = [w.lower() for w in raw]
+        out: list[str] = []
+        evidence: list[str] = []
+        i = 0
+        while i < len(low):
+            found = self._match_at(raw, low, i)
+            if found is None:
+                out.append(low[i])
+                i += 1
+                continue
+            rule, end, skipped = found
+            if rule.add:
+                out.extend(rule.phrase)
+            out.extend(rule.expansion)
+            out.extend(skipped)
+            evidence.append(f"{' '.join(rule.phrase)} -> {' '.join(rule.expansion) or '(dropped)'}")
+            i = end
+        return out, evidence
+
+    def _match_at(self, raw: list[str], low: list[str], i: int) -> tuple[Rule, int, list[str]] | None:
+        for rule in self._by_first.get(low[i], ()):
+            j, k, skipped = i, 0, []
+            while k < len(rule.phrase) and j < len(low):
+                if low[j] == rule.phrase[k]:
+                    if rule.upper and not (raw[j].isupper() or raw[j].isdigit()):
+                        break
+                    j, k = j + 1, k + 1
+                elif k > 0 and low[j] in TRANSPARENT and len(skipped) < 2:
+                    # "frozen left shoulder" is still "frozen shoulder" (left kept)
+                    skipped.append(low[j])
+                    j += 1
+                else:
+                    break
+            if k == len(rule.phrase):
+                return rule, j, skipped
+        return None
+
+
+def _raw_words(text: str) -> list[str]:
+    # The same word boundaries as text.words, keeping case for the `upper` flag.
+    plain = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    plain = plain.replace("\u2019", "'").replace("\u2018", "'").replace("-", " ").replace("/", " ")
+    return _RAW_WORD.findall(plain)
+
+
+def parse_rules(lines: list[str]) -> list[Rule]:
+    rules = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) < 3:
+            raise ValueError(f"lexicon line {number}: expected kind, phrase, expansion: {line!r}")
+        kind, phrase, expansion = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        flags = set(parts[3].split(",")) if len(parts) > 3 else set()
+        phrase_words = tuple(w.lower() for w in _raw_words(phrase))
+        if not phrase_words:
+            raise ValueError(f"lexicon line {number}: empty phrase")
+        rules.append(
+            Rule(
+                kind=kind,
+                phrase=phrase_words,
+                expansion=tuple(words(expansion)),
+                add="add" in flags,
+                upper="upper" in flags,
+            )
+        )
+    return rules
+
+
+@lru_cache(maxsize=4)
+def load_lexicon(path: Path = LEXICON_PATH) -> Lexicon:
+    return Lexicon(parse_rules(path.read_text(encoding="utf-8").splitlines()))

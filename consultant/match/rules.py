@@ -1,0 +1,54 @@
+"""ICD-10-CM conventions that change which codes are reported together.
+
+- Combination codes: diabetes with chronic kidney disease (E1x.22 + N18.x),
+  hypertension with CKD (I12.-), with heart failure (I11.0), with both (I13.-),
+  always with the stage and heart-failure codes the notes ask for.
+- Excludes1: two codes whose notes exclude each other are never reported
+  together; the lower-ranked one is dropped.
+- One category, one code: a second code of the same 3-character category is
+  not reported beside the first (E11.9 beside E11.22), except for injuries
+  and external causes, where several sites are normal.
+"""
+
+from __future__ import annotations
+
+from consultant.match.index import ICD, CodeIndex
+
+
+def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str]) -> list[tuple[str, str, str]]:
+    """(code key, replaces-prefix, evidence) for combination codes implied by `keys`."""
+    out: list[tuple[str, str, str]] = []
+    ckd = [k for k in keys if k.startswith("N18")]
+    diabetes = [k for k in keys if k[:3] in ("E08", "E09", "E10", "E11", "E13")]
+    hypertension = any(k.startswith(("I10", "I11", "I12", "I13", "I15", "I16")) for k in keys) or "hypertension" in text_tokens
+    heart_failure = [k for k in keys if k.startswith("I50")]
+    stage5 = any(k in ("N185", "N186") for k in ckd)
+    if diabetes and ckd:
+        cat = diabetes[0][:3]
+        out.append((cat + "22", cat, "diabetes with chronic kidney disease: combination code, stage coded separately"))
+    if hypertension and ckd and heart_failure:
+        code = "I132" if stage5 else "I130"
+        out.append((code, "I1", "hypertension with heart failure and chronic kidney disease (I13.-)"))
+    elif hypertension and ckd:
+        code = "I120" if stage5 else "I129"
+        out.append((code, "I1", "hypertension with chronic kidney disease is presumed linked (I12.-)"))
+    elif hypertension and heart_failure:
+        out.append(("I110", "I1", "hypertension with heart failure is presumed linked (I11.0)"))
+    return [(k, p, e) for k, p, e in out if index.row(ICD, k) is not None]
+
+
+def excluded_together(index: CodeIndex, row_a: int, row_b: int) -> bool:
+    """True when an Excludes1 note of either code (or its ancestors) names the other."""
+    return _excludes(index, row_a, index.key[row_b]) or _excludes(index, row_b, index.key[row_a])
+
+
+def _excludes(index: CodeIndex, row: int, other_key: str) -> bool:
+    for r in [row, *index.ancestors(row)]:
+        for prefix in index.excludes1.get(r, ()):
+            if other_key.startswith(prefix) and not index.key[row].startswith(prefix):
+                return True
+    return False
+
+
+def same_category_allowed(key: str) -> bool:
+    return key[0] in "STVWXYZ"

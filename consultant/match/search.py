@@ -1,0 +1,141 @@
+"""Ranking code titles against the words of one finding.
+
+A finding's tokens (after lexicon rewriting) are weighted by how rare they are
+among code titles. A title scores by two coverages multiplied together: how
+much of the finding it explains, and how little of the title is left
+unexplained. Unexplained title words cost by role: "unspecified" and friends
+cost almost nothing (that is how the default code wins when the text gives no
+detail), a "without ..." clause costs little, "other" costs half, and every
+other word costs its full weight (so "with hyperglycemia" must be asked for).
+
+Negated words change the picture: a title that needs a negated word ("with
+bleeding" after "no bleeding") is pushed down, and a title that says
+"without" it is credited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consultant.match.index import DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
+
+CANDIDATE_FLOOR = 0.5  # of the best shared weight
+MAX_CANDIDATES = 1500
+
+
+@dataclass(frozen=True)
+class Query:
+    weights: dict[int, float]  # token id -> weight
+    neg: frozenset[int] = frozenset()  # token ids the text negates
+    group: str = DX  # DX: ICD-10-CM; PX: procedures and supplies (PCS, CPT, HCPCS)
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: int  # the reportable code (family resolved to one member)
+    score: float
+    matched: frozenset[int]  # query token ids the code explains
+    alias: bool = False
+    explained: float = 0.0  # absolute query weight explained
+
+
+def make_query(index: CodeIndex, tokens: list[str], *, neg: list[str] = (), group: str = DX) -> Query:
+    idf = index.idf[group]
+    weights: dict[int, float] = {}
+    for t in tokens:
+        tid = index.vocab.get(t)
+        if tid is not None:
+            weights[tid] = idf[tid]
+    neg_ids = frozenset(index.vocab[t] for t in neg if t in index.vocab)
+    return Query(weights=weights, neg=neg_ids, group=group)
+
+
+def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
+    if not query.weights:
+        return []
+    # words that only 7th characters use (initial, subsequent, sequela...) are
+    # left to the family step and do not count against other titles
+    postings = index.postings[query.group]
+    base_weights = {t: w for t, w in query.weights.items() if postings[t]}
+    ext_weights = {t: w for t, w in query.weights.items() if not postings[t]}
+    q_total = sum(base_weights.values()) or 1.0
+    idf = index.idf[query.group]
+    docs = index.docs
+    neg = query.neg
+    best: dict[int, tuple[float, int, frozenset[int], float]] = {}
+    for d in _candidates(postings, base_weights):
+        doc = docs[d]
+        matched_q = 0.0
+        matched_cost = 0.0
+        penalty = 1.0
+        credit = 0.0
+        hit_tokens = []
+        for t, role in zip(doc.tokens, doc.roles):
+            w = base_weights.get(t)
+            if w is not None:
+                matched_q += w
+                matched_cost += idf[t] * ROLE_COST[role]
+                hit_tokens.append(t)
+                if t in neg and role != WITHOUT:
+                    penalty *= 0.3
+            elif t in neg:
+                if role == WITHOUT:
+                    credit += 0.06
+                    matched_cost += idf[t] * ROLE_COST[role]
+                else:
+                    penalty *= 0.3
+        qcov = matched_q / q_total
+        dcov = matched_cost / doc.cost if doc.cost > 0 else 1.0
+        score = qcov * (0.3 + 0.7 * dcov) * penalty + credit
+        if doc.alias:
+            score *= 0.97
+        prev = best.get(doc.target)
+        if prev is None or score > prev[0]:
+            best[doc.target] = (score, d, frozenset(hit_tokens), matched_q)
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+    hits: list[Hit] = []
+    for target, (score, d, matched, explained) in ranked:
+        if target >= 0:
+            row = target
+        else:
+            row, bonus = _pick_member(index, -target - 1, query, matched, ext_weights, q_total)
+            score += bonus
+        hits.append(Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=docs[d].alias, explained=explained))
+        if len(hits) >= limit:
+            break
+    hits.sort(key=lambda h: -h.score)
+    return hits
+
+
+def _candidates(postings: list[list[int]], weights: dict[int, float]) -> list[int]:
+    """Documents worth scoring in full: those sharing enough query weight."""
+    acc: dict[int, float] = {}
+    get = acc.get
+    for t, w in weights.items():
+        for d in postings[t]:
+            acc[d] = get(d, 0.0) + w
+    if not acc:
+        return []
+    top = max(acc.values())
+    floor = top * CANDIDATE_FLOOR
+    out = [d for d, v in acc.items() if v >= floor]
+    if len(out) > MAX_CANDIDATES:
+        out.sort(key=lambda d: -acc[d])
+        del out[MAX_CANDIDATES:]
+    return out
+
+
+def _pick_member(
+    index: CodeIndex, fam: int, query: Query, matched: frozenset[int], ext_weights: dict[int, float], q_total: float
+) -> tuple[int, float]:
+    """Choose the 7th character: the member whose phrase says most of what the text says."""
+    family = index.families[fam]
+    leftover = {t: w for t, w in query.weights.items() if t not in matched}
+    best_row, best_gain = family.members[0], 0.0
+    for row, ext in zip(family.members, family.ext_tokens):
+        gain = sum(w for t, w in leftover.items() if t in ext)
+        gain -= sum(0.5 for t in ext if t in query.neg)
+        if gain > best_gain + 1e-9:
+            best_row, best_gain = row, gain
+    bonus = 0.1 * best_gain / (q_total + sum(ext_weights.values()) or 1.0)
+    return best_row, bonus

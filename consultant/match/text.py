@@ -1,0 +1,177 @@
+"""Turning free text and code titles into comparable tokens.
+
+Both sides of a match (the question and every code title) go through the same
+`tokenize`, so a plural, a possessive or a hyphen never decides a match. The
+stemmer is deliberately small: it folds plurals and a few word forms and leaves
+everything else alone, because clinical words are short and over-stemming
+merges distinct conditions ("ulcer"/"ulcerative" must stay apart).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Words that carry no meaning for matching, on either side.
+STOPWORDS = frozenset(
+    """a an the of and or in on at to for by from as is are was were be been being this that these those
+    it its his her their our my your patient pt has have had having which who whom whose into onto
+    per via than then there here very also just so such any each due with""".split()
+)
+
+# Title words that a question need not mention: they describe the default.
+DEFAULT_WORDS = frozenset(
+    """unspecified nos site part type unsp specified elsewhere classified not""".split()
+)
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+# Irregular or medical word forms folded to one stem (both directions matter:
+# titles say "diabetes", people say "diabetic").
+_FORMS = {
+    "diabetic": "diabetes",
+    "diabetes": "diabetes",
+    "mellitus": "mellitus",
+    "hypertensive": "hypertension",
+    "fractured": "fracture",
+    "fractures": "fracture",
+    "feet": "foot",
+    "teeth": "tooth",
+    "women": "woman",
+    "men": "man",
+    "children": "child",
+    "lungs": "lung",
+    "kidneys": "kidney",
+    "renal": "kidney",
+    "pulmonary": "pulmonary",
+    "infected": "infection",
+    "infectious": "infection",
+    "infective": "infection",
+    "ulcers": "ulcer",
+    "ulcerated": "ulcer",
+    "bleeding": "hemorrhage",
+    "haemorrhage": "hemorrhage",
+    "hemorrhagic": "hemorrhage",
+    "anaemia": "anemia",
+    "anemic": "anemia",
+    "oedema": "edema",
+    "oesophagus": "esophagus",
+    "oesophageal": "esophagus",
+    "esophageal": "esophagus",
+    "gastric": "stomach",
+    "hepatic": "liver",
+    "cardiac": "heart",
+    "ocular": "eye",
+    "leukaemia": "leukemia",
+    "tumour": "tumor",
+    "tumours": "tumor",
+    "faecal": "fecal",
+    "paediatric": "pediatric",
+    "orthopaedic": "orthopedic",
+    "haematuria": "hematuria",
+    "ischaemic": "ischemic",
+    "ischemia": "ischemia",
+    "dyspnoea": "dyspnea",
+    "coeliac": "celiac",
+    "caesarean": "cesarean",
+    "cesarian": "cesarean",
+    "oestrogen": "estrogen",
+    "sprained": "sprain",
+    "strained": "strain",
+    "burned": "burn",
+    "burnt": "burn",
+    "bitten": "bite",
+    "dislocated": "dislocation",
+    "lacerated": "laceration",
+    "obstructed": "obstruction",
+    "obstructive": "obstruction",
+    "perforated": "perforation",
+    "ruptured": "rupture",
+    "inflamed": "inflammation",
+    "inflammatory": "inflammation",
+    "allergic": "allergy",
+    "allergies": "allergy",
+    "pregnant": "pregnancy",
+    "gestational": "gestational",
+    "malignancy": "malignant",
+    "cancerous": "malignant",
+    "metastatic": "secondary",
+    "metastasis": "secondary",
+    "metastases": "secondary",
+    "intractable": "intractable",
+    "dependent": "dependence",
+    "addicted": "dependence",
+    "addiction": "dependence",
+    "abusing": "abuse",
+    "vomiting": "vomiting",
+    "nauseated": "nausea",
+    "hypertrophic": "hypertrophy",
+    "hypertrophied": "hypertrophy",
+    "enlarged": "enlargement",
+    "deformed": "deformity",
+    "deformities": "deformity",
+    "congenital": "congenital",
+    "chronically": "chronic",
+    "acutely": "acute",
+    "bilaterally": "bilateral",
+    "both": "bilateral",
+    "lt": "left",
+    "rt": "right",
+    "ii": "2",
+    "iii": "3",
+    "iv": "4",
+    "first": "1",
+    "second": "2",
+    "third": "3",
+    "fourth": "4",
+    "fifth": "5",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "twice": "2",
+}
+
+# Endings that must not lose their final "s".
+_KEEP_S = ("ss", "us", "is", "ys", "os", "as", "ps")
+
+
+def fold(text: str) -> str:
+    """Lower-case, strip accents and unify dashes and apostrophes."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    return text.lower()
+
+
+def stem(word: str) -> str:
+    """Fold one lower-case word to its matching form."""
+    if word.endswith("'s"):
+        word = word[:-2]
+    word = word.replace("'", "")
+    if word in _FORMS:
+        return _FORMS[word]
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 5 and word.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(_KEEP_S):
+        word = word[:-1]
+        return _FORMS.get(word, word)
+    return word
+
+
+def words(text: str) -> list[str]:
+    """The raw lower-case words of `text`, in order (no stemming)."""
+    return _WORD.findall(fold(text).replace("-", " ").replace("/", " "))
+
+
+def tokenize(text: str) -> list[str]:
+    """Stemmed content tokens of `text`, in order, stopwords removed."""
+    return [t for t in (stem(w) for w in words(text)) if t and t not in STOPWORDS]
