@@ -244,6 +244,10 @@ def load_fy2025(db_path: Path) -> dict[str, tuple[bool, str]]:
 
 
 def _norm_desc(text: str) -> str:
+    """Compare titles ignoring case, commas and accents (FY2025 data is plain ASCII)."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return " ".join(text.lower().replace(",", " ").split())
 
 

@@ -40,7 +40,11 @@ def data_dir() -> Path:
     env = os.environ.get("CONSULTANT_CODES_DB")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "codes_db"
+    checkout = Path(__file__).resolve().parents[2] / "codes_db"
+    if (checkout / CM_FILE).exists():
+        return checkout
+    # Installed from a wheel: pyproject ships codes_db/ as package consultant.codes_db.
+    return Path(__file__).resolve().parents[1] / "codes_db"
 
 
 @dataclass
