@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from consultant.resources import templates_dir
 
-KINDS = ("reply", "no_match", "over_quota", "register", "registered", "register_failed", "balance", "help")
+KINDS = ("reply", "no_match", "over_quota", "register", "registered", "register_failed", "balance", "help", "rejected")
 _RE_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
