@@ -53,6 +53,13 @@ class Settings:
     embedded_imap_port: int = 11143
     embedded_smtp_port: int = 10025
     log_level: str = "INFO"
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8080
+    admin_secret: str = field(default="", repr=False)
+    admin_url: str = ""
+    staff_addresses: tuple[str, ...] = ()
+    digest_time: str = "07:00"
+    session_minutes: int = 480
 
     @property
     def embedded(self) -> bool:
@@ -62,6 +69,11 @@ class Settings:
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2] or "localhost"
+
+    @property
+    def admin_base_url(self) -> str:
+        """Where staff reach the admin pages (for links in the digest)."""
+        return (self.admin_url or f"http://{self.admin_host}:{self.admin_port}").rstrip("/")
 
 
 # env name -> (field, parser)
@@ -108,6 +120,26 @@ def _str(_name: str, value: str) -> str:
     return value.strip()
 
 
+def _addresses(name: str, value: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in value.split(",") if part.strip())
+    for address in addresses:
+        local, _, domain = address.partition("@")
+        if not local or not domain or "@" in domain or any(ch.isspace() for ch in address):
+            raise ConfigError(name, f"is not a comma-separated list of email addresses: {address!r}")
+    return addresses
+
+
+def _clock(name: str, value: str) -> str:
+    """HH:MM (24-hour, UTC), or "off"."""
+    text = value.strip().lower()
+    if text == "off":
+        return text
+    hours, _, minutes = text.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2 and int(hours) < 24 and int(minutes) < 60):
+        raise ConfigError(name, f"must be a time of day as HH:MM (UTC), or off; got {value!r}")
+    return f"{int(hours):02d}:{minutes}"
+
+
 ENV_FIELDS: dict[str, tuple[str, object]] = {
     "CONSULTANT_IMAP_HOST": ("imap_host", _str),
     "CONSULTANT_IMAP_PORT": ("imap_port", _int),
@@ -135,6 +167,13 @@ ENV_FIELDS: dict[str, tuple[str, object]] = {
     "CONSULTANT_EMBEDDED_IMAP_PORT": ("embedded_imap_port", _int),
     "CONSULTANT_EMBEDDED_SMTP_PORT": ("embedded_smtp_port", _int),
     "CONSULTANT_LOG_LEVEL": ("log_level", _str),
+    "CONSULTANT_ADMIN_HOST": ("admin_host", _str),
+    "CONSULTANT_ADMIN_PORT": ("admin_port", _int),
+    "CONSULTANT_ADMIN_SECRET": ("admin_secret", _str),
+    "CONSULTANT_ADMIN_URL": ("admin_url", _str),
+    "CONSULTANT_STAFF_ADDRESSES": ("staff_addresses", _addresses),
+    "CONSULTANT_DIGEST_TIME": ("digest_time", _clock),
+    "CONSULTANT_SESSION_MINUTES": ("session_minutes", _int),
 }
 
 
@@ -181,6 +220,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError("CONSULTANT_IMAP_BATCH", "must be between 1 and 1000")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("CONSULTANT_LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
+    validate_admin(settings)
     if not settings.embedded:
         if not settings.imap_user:
             raise ConfigError("CONSULTANT_IMAP_USER", "is required when CONSULTANT_IMAP_HOST is set")
@@ -192,6 +232,23 @@ def validate(settings: Settings) -> None:
         ):
             if secret.lower() in PLACEHOLDER_SECRETS:
                 raise ConfigError(name, "is a placeholder; set the real password")
+
+
+ADMIN_SECRET_MIN_LENGTH = 32
+
+
+def validate_admin(settings: Settings) -> None:
+    if not 1 <= settings.admin_port <= 65535:
+        raise ConfigError("CONSULTANT_ADMIN_PORT", "must be between 1 and 65535")
+    if settings.session_minutes < 1:
+        raise ConfigError("CONSULTANT_SESSION_MINUTES", "must be at least 1")
+    secret = settings.admin_secret
+    if secret and (secret.lower() in PLACEHOLDER_SECRETS or len(set(secret)) < 8):
+        raise ConfigError("CONSULTANT_ADMIN_SECRET", "is a placeholder; set a long random value (or leave it empty)")
+    if secret and len(secret) < ADMIN_SECRET_MIN_LENGTH:
+        raise ConfigError("CONSULTANT_ADMIN_SECRET", f"must be at least {ADMIN_SECRET_MIN_LENGTH} characters")
+    if settings.admin_url and not settings.admin_url.startswith(("http://", "https://")):
+        raise ConfigError("CONSULTANT_ADMIN_URL", "must start with http:// or https://")
 
 
 def imap_port(settings: Settings) -> int:
