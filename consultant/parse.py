@@ -701,7 +701,10 @@ _MD_TABLE_RULE = re.compile(r"^[ |:-]*-{3,}[ |:-]*$", re.MULTILINE)
 
 def html_to_text(html: str) -> str:
     """HTML -> plain text via html2text: no links, no images, no remote fetches."""
-    html = html[:MAX_HTML_CHARS]
+    if len(html) > MAX_HTML_CHARS:
+        # cut before the last tag start so no half tag is left to show as text
+        html = html[:MAX_HTML_CHARS]
+        html = html[: html.rfind("<")] if "<" in html else html
     try:
         converter = html2text.HTML2Text()
         converter.body_width = 0
@@ -766,7 +769,7 @@ _SENT_FIELD = re.compile(r"^(sent|date|gesendet|datum|envoy[ée]|enviado|fecha|v
 _TO_FIELD = re.compile(r"^(to|subject|an|betreff|[àa]|objet|para|asunto|cc)\s*:", re.IGNORECASE)
 _ON_WROTE = re.compile(
     r"^(on|le|am|el|op|il|em|den|på)\s.{0,400}?"
-    r"(wrote|a [ée]crit|schrieb|escribi[óo]|schreef|ha scritto|escreveu|skrev)\s*:?$",
+    r"((wrote|a [ée]crit|escribi[óo]|schreef|ha scritto|escreveu|skrev)\s*|schrieb(\s.{0,200})?):$",
     re.IGNORECASE,
 )
 _MOBILE_SIGNATURE = re.compile(
@@ -927,19 +930,32 @@ def _cut_signature(lines: list[str]) -> list[str]:
     return lines
 
 
-def _is_disclaimer(paragraph: str) -> bool:
-    """Legal boilerplate: a short heading, or several of the stock phrases."""
+def _disclaimer_kind(paragraph: str) -> str:
+    """'heading' for a bare "CONFIDENTIALITY NOTICE:", 'text' for boilerplate, '' otherwise."""
     lowered = paragraph.lower()
     phrases = sum(phrase in lowered for phrase in _DISCLAIMER_PHRASES)
     head = _DISCLAIMER_HEAD.match(paragraph)
-    if head:
-        return not re.search(r"\w", paragraph[head.end() :]) or phrases >= 2
-    return phrases >= 3
+    if head and not re.search(r"\w", paragraph[head.end() :]):
+        return "heading"
+    if (head and phrases >= 2) or phrases >= 3:
+        return "text"
+    return ""
 
 
 def _drop_disclaimers(lines: list[str]) -> str:
-    paragraphs = re.split(r"\n\s*\n", "\n".join(lines))
-    return "\n\n".join(p for p in paragraphs if p.strip() and not _is_disclaimer(p))
+    kept: list[str] = []
+    after_heading = False
+    for paragraph in re.split(r"\n\s*\n", "\n".join(lines)):
+        if not paragraph.strip():
+            continue
+        kind = _disclaimer_kind(paragraph)
+        lowered = paragraph.lower()
+        if kind or (after_heading and any(phrase in lowered for phrase in _DISCLAIMER_PHRASES)):
+            after_heading = kind == "heading"
+            continue
+        after_heading = False
+        kept.append(paragraph)
+    return "\n\n".join(kept)
 
 
 def normalise_text(text: str) -> str:
