@@ -35,6 +35,7 @@ _PROCEDURE = re.compile(
     r"replacement|repair|insertion|drainage|x-?ray|mri|ct scan|ultrasound|visit code|e/m|supply|drug code)\b|\w+ectomy\b|\w+otomy\b|\w+plasty\b|\w+scopy\b",
     re.I,
 )
+_PROCEDURE_CODE = re.compile(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b", re.I)
 _PREGNANCY = re.compile(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting)\b", re.I)
 _NEWBORN = re.compile(r"\b(newborn|neonat\w*|infant|baby|twin|liveborn|born)\b", re.I)
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.I)
@@ -168,7 +169,7 @@ class CodeMatcher:
         if not clauses:
             return [], []
         idx = self.index
-        group = PX if _PROCEDURE.search(text) and not _mostly_diagnosis(text) else DX
+        group = PX if _PROCEDURE_CODE.search(text) else DX
         encounter = {t for c in clauses if not c.negated for t in tokenize(" ".join(c.words)) if t in ENCOUNTER_TOKENS}
         extra = set(encounter)
         pregnancy = bool(_PREGNANCY.search(text)) and not _NEWBORN.search(text)
@@ -203,10 +204,10 @@ class CodeMatcher:
         sentences: dict[int, list[Clause]] = {}
         for c in clauses:
             if c.negated or c.uncertain:
-                hits = self._search(c.words, group=group, extra=extra)
-                for h in hits[:3]:
-                    if h.score >= 0.45:
-                        suppressed.add(h.row)
+                for part in _parts(c.words):
+                    for h in self._search(part, group=group, extra=extra)[:3]:
+                        if h.score >= 0.45:
+                            suppressed.add(h.row)
                 findings.append(Finding(text=c.text, negated=c.negated, uncertain=c.uncertain, codes=()))
                 continue
             if c.history or c.family:
@@ -251,6 +252,11 @@ class CodeMatcher:
             if row is not None:
                 cands[row] = _Candidate(row, 0.9, 1.5, True, [f"{weeks} weeks of gestation"])
 
+        if group == DX and _PROCEDURE.search(text):
+            words = tuple(w for c in clauses if not (c.negated or c.uncertain) for w in c.words)
+            for h in self._search(words, group=PX, extra=set())[:3]:
+                if h.score >= 0.5:
+                    cands.setdefault(h.row, _Candidate(h.row, h.score, h.score * 0.2, False, ["procedure words in the text"]))
         self._apply_rules(cands, positive_tokens)
         for row in suppressed:
             if row in cands and not cands[row].evidence[:1] == ["combination"]:
@@ -267,7 +273,8 @@ class CodeMatcher:
             after = words[words.index("without") + 1 :]
             local_neg.update(tokenize(" ".join(after[:3])))
         tokens = tokens + [t for t in extra if t not in tokens]
-        return search(self.index, make_query(self.index, tokens, neg=sorted(local_neg - set(tokens)), group=group), limit=12)
+        neg_ids = (set(neg) - set(tokens)) | local_neg
+        return search(self.index, make_query(self.index, tokens, neg=sorted(neg_ids), group=group), limit=12)
 
     def _apply_rules(self, cands: dict[int, _Candidate], positive_tokens: set[str]) -> None:
         idx = self.index
@@ -360,6 +367,24 @@ def _display_guess(m: Mention) -> str:
     if m.system == ICD and len(m.key) > 3:
         return f"{m.key[:3]}.{m.key[3:]}"
     return m.key
+
+
+def _parts(words: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """A negated list cut at its joins: "pe and no effusion" -> (pe), (effusion)."""
+    parts: list[tuple[str, ...]] = []
+    cur: list[str] = []
+    for w in words:
+        if w in ("and", "or", "no", "nor", "not"):
+            if cur:
+                parts.append(tuple(cur))
+            cur = []
+        else:
+            cur.append(w)
+    if cur:
+        parts.append(tuple(cur))
+    if len(parts) > 1:
+        parts.append(tuple(words))
+    return parts
 
 
 def _weeks(text: str) -> int | None:

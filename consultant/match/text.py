@@ -21,7 +21,7 @@ STOPWORDS = frozenset(
 
 # Title words that a question need not mention: they describe the default.
 DEFAULT_WORDS = frozenset(
-    """unspecified nos site part type unsp specified elsewhere classified not""".split()
+    """unspecified nos site part type unsp specified elsewhere classified not uncomplicated""".split()
 )
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -100,6 +100,8 @@ _FORMS = {
     "metastases": "secondary",
     "intractable": "intractable",
     "dependent": "dependence",
+    "depressive": "depressed",
+    "depression": "depression",
     "addicted": "dependence",
     "addiction": "dependence",
     "abusing": "abuse",
