@@ -14,7 +14,7 @@ leaves its claim to expire, and another takes the case.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import update
@@ -127,11 +127,10 @@ def still_mine(case: Case, *, holder: str, now: datetime) -> bool:
         case.status == CaseStatus.received
         and case.claimed_by == holder
         and case.claimed_until is not None
-        and _aware(case.claimed_until) >= now
+        and aware(case.claimed_until) >= now
     )
 
 
-def _aware(moment: datetime) -> datetime:
-    from datetime import timezone
-
+def aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -7,6 +7,8 @@ records the outcome in one short transaction:
 * oversized (only the header was fetched) or unparseable: `quarantined`
   with the reason (too_large, unparseable, no_sender, ...);
 * machine mail (bounces, auto-replies, lists, our own mail): `ignored`;
+* mail our receiving server says fails DMARC (or SPF without DKIM):
+  `quarantined` as unauthenticated, never answered or charged;
 * a copy of a message already handled under other UIDs (same Message-ID and
   same bytes, e.g. after a UIDVALIDITY reset): `ignored` as duplicate;
 * otherwise `received`, with the raw message kept for the answering stage.
@@ -30,11 +32,14 @@ from consultant.inbox import FetchedMessage, MailRef
 from consultant.machine import machine_reason
 from consultant.models import CaseStatus
 from consultant.parse import parse_message
+from consultant.senderauth import authentication_verdict
 
 log = logging.getLogger(__name__)
 
 
-def intake_message(engine: Engine, message: FetchedMessage, *, own_address: str, now: datetime) -> CaseStatus | None:
+def intake_message(
+    engine: Engine, message: FetchedMessage, *, own_address: str, now: datetime, authserv_id: str = ""
+) -> CaseStatus | None:
     """Record `message` as a case; returns its status, or None if another worker owns the insert."""
     ref = message.ref
     with session_scope(engine) as session:
@@ -59,6 +64,8 @@ def intake_message(engine: Engine, message: FetchedMessage, *, own_address: str,
     reason = machine_reason(question, own_address=own_address)
     if reason is not None:
         return _record(engine, ref, CaseStatus.ignored, reason, now=now, **meta)
+    if authentication_verdict(question.headers, authserv_id=authserv_id) == "fail":
+        return _record(engine, ref, CaseStatus.quarantined, "unauthenticated", now=now, raw=message.raw, **meta)
 
     with session_scope(engine) as session:
         duplicate = cases.find_duplicate(

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from consultant import cases
 from consultant.accounts import Command, confirm_registration, detect_command, start_registration
@@ -49,7 +49,7 @@ from consultant.inbox import Inbox, MailRef
 from consultant.intake import intake_message
 from consultant.lease import acquire_lease
 from consultant.match.base import MatchResult, Matcher, Suggestion
-from consultant.models import Case, CaseStatus
+from consultant.models import Case, CaseStatus, Outbox
 from consultant.outbox import Transport, deliver_pending
 from consultant.parse import Question, parse_message
 from consultant.quota import QuotaPolicy, charge_answer
@@ -73,6 +73,15 @@ class ReviewPolicy:
         if result.confidence < self.below_confidence:
             return "review_low_confidence"
         return ""
+
+
+@dataclass(frozen=True)
+class ReplyCaps:
+    """Automatic replies per sender: stops ping-pong with a naive autoresponder (L12, L15)."""
+
+    per_hour: int = 5
+    per_day: int = 20
+    over_quota_window: timedelta = timedelta(days=1)  # one over-quota notice per sender per window
 
 
 def utcnow() -> datetime:
@@ -100,6 +109,8 @@ class Services:
     worker_id: str = field(default_factory=new_worker_id)
     lease_ttl: timedelta = timedelta(minutes=2)
     mailbox_name: str = "INBOX"
+    authserv_id: str = ""  # trust Authentication-Results only from this server
+    caps: ReplyCaps = field(default_factory=lambda: ReplyCaps())
 
     @property
     def domain(self) -> str:
@@ -127,7 +138,9 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
     if polled:
         for message in services.inbox.fetch_batch(services.batch_size):
             crash_point("after_fetch")
-            intake_message(services.engine, message, own_address=services.address, now=now())
+            intake_message(
+                services.engine, message, own_address=services.address, now=now(), authserv_id=services.authserv_id
+            )
             fetched.append(message.ref)
             crash_point("after_record")
     statuses = answer_claimed(services, now=now)
@@ -225,24 +238,29 @@ def _answer(services: Services, case_id: int, question: Question, result: MatchR
             return "skipped"
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
+        elif (capped := reply_cap_reason(session, question.sender, caps=services.caps, now=now)) is not None:
+            kind, status, reason = "", CaseStatus.ignored, capped
         elif not shown:
             kind, status, reason = "no_match", CaseStatus.answered, "no_codes"
         elif charge_answer(session, question.sender, policy=services.policy, now=now):
             kind, status, reason = "reply", CaseStatus.answered, ""
+        elif recent_over_quota_notice(session, question.sender, window=services.caps.over_quota_window, now=now):
+            kind, status, reason = "", CaseStatus.over_quota, "over_quota_notice_suppressed"
         else:
             kind, status, reason = "over_quota", CaseStatus.over_quota, "over_quota"
-        enqueue_reply(
-            session,
-            case,
-            _target(question),
-            kind=kind,
-            policy=services.policy,
-            address=services.address,
-            now=now,
-            codes=shown if kind == "reply" else (),
-            findings=[f.text for f in result.findings],
-            hold=status == CaseStatus.needs_review,
-        )
+        if kind:
+            enqueue_reply(
+                session,
+                case,
+                _target(question),
+                kind=kind,
+                policy=services.policy,
+                address=services.address,
+                now=now,
+                codes=shown if kind == "reply" else (),
+                findings=[f.text for f in result.findings],
+                hold=status == CaseStatus.needs_review,
+            )
         cases.close_case(
             session,
             case,
@@ -271,6 +289,10 @@ def _answer_command(
         case = session.get(Case, case_id)
         if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
             return "skipped"
+        capped = reply_cap_reason(session, question.sender, caps=services.caps, now=now)
+        if capped is not None:
+            cases.close_case(session, case, CaseStatus.ignored, now=now, reason=capped)
+            return CaseStatus.ignored.value
         kind = command.kind
         if command.kind == "register":
             code = start_registration(session, question.sender, now=now)
@@ -300,6 +322,31 @@ def code_record(s: Suggestion) -> dict[str, object]:
         "evidence": list(s.evidence),
         "more_specific": s.more_specific,
     }
+
+
+def reply_cap_reason(session: Session, sender: str, *, caps: ReplyCaps, now: datetime) -> str | None:
+    """`reply_cap` when `sender` already had its automatic replies for the hour or the day."""
+    day = session.exec(
+        select(Outbox.created_at).where(Outbox.recipient == sender, Outbox.created_at > now - timedelta(days=1))
+    ).all()
+    hour = [at for at in day if cases.aware(at) > now - timedelta(hours=1)]
+    if len(hour) >= caps.per_hour or len(day) >= caps.per_day:
+        log.warning("reply cap reached for a sender; no automatic reply (possible mail loop)")
+        return "reply_cap"
+    return None
+
+
+def recent_over_quota_notice(session: Session, sender: str, *, window: timedelta, now: datetime) -> bool:
+    return (
+        session.exec(
+            select(Case.id).where(
+                Case.sender == sender,
+                Case.reason == "over_quota",
+                Case.updated_at > now - window,
+            )
+        ).first()
+        is not None
+    )
 
 
 def _first_name(question: Question) -> str:

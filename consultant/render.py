@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from consultant.resources import templates_dir
 
+LOOP_HEADER = "X-CaseConsultant-Loop"  # machine.py refuses any mail carrying it
 KINDS = ("reply", "no_match", "over_quota", "register", "registered", "register_failed", "balance", "help", "rejected")
 _RE_PREFIX = re.compile(r"^\s*((re|aw|sv|fw|fwd)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
@@ -145,6 +146,7 @@ def build_message(reply: Reply, *, sender: str, now: datetime) -> bytes:
         chain = [r for r in refs if r != in_reply_to[0]][-10:] + [in_reply_to[0]]
         msg["References"] = " ".join(chain)
     msg["Auto-Submitted"] = "auto-replied"
+    msg[LOOP_HEADER] = sender.rpartition("@")[2] or "localhost"
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(reply.text)
     msg.add_alternative(reply.html, subtype="html")

@@ -194,3 +194,61 @@ def test_permanent_send_failure_is_not_retried(engine) -> None:
     assert transport.sent == []
     [case] = cases_of(engine)
     assert case.status == CaseStatus.failed and "550" in case.error
+
+
+def test_our_own_reply_fed_back_is_not_answered(engine) -> None:
+    services = make_services(engine)
+    services.inbox.deliver(question())
+    run_once(services, now=lambda: NOW)
+    services.inbox.deliver(services.transport.sent[0].raw)  # the reply comes back to the intake mailbox
+    run_once(services, now=lambda: NOW + timedelta(minutes=1))
+    assert len(services.transport.sent) == 1
+    assert cases_of(engine)[-1].status == CaseStatus.ignored
+
+
+def test_ping_pong_with_a_naive_autoresponder_stops_at_the_cap(engine) -> None:
+    """A registered sender whose autoresponder strips every header and always replies."""
+    from consultant.models import Account, Tier
+
+    services = make_services(engine)
+    with Session(engine) as session:
+        session.add(Account(email="bot@clinic.example", tier=Tier.plan, extra_answers=1000, created_at=NOW))
+        session.commit()
+    for n in range(12):
+        services.inbox.deliver(question(f"Re: your answer about 62310 ({n})", sender="bot@clinic.example"))
+        run_once(services, now=lambda n=n: NOW + timedelta(minutes=n))
+    assert len(services.transport.sent) == services.caps.per_hour
+    assert cases_of(engine)[-1].reason == "reply_cap"
+
+
+def test_over_quota_notice_goes_out_once_per_window(engine) -> None:
+    services = make_services(engine)
+    for n in range(4):
+        services.inbox.deliver(question(f"62310 question {n}", sender="keen@clinic.example"))
+    run_once(services, now=lambda: NOW)
+    assert len(services.transport.sent) == 2  # one answer, one over-quota notice
+    reasons = [c.reason for c in cases_of(engine)]
+    assert reasons == ["", "over_quota", "over_quota_notice_suppressed", "over_quota_notice_suppressed"]
+
+
+def test_mail_failing_dmarc_at_our_server_is_not_answered_or_charged(engine) -> None:
+    services = make_services(engine, authserv_id="mx.caseconsultant.example")
+    forged = question(
+        sender="registered@clinic.example",
+        headers={
+            "Authentication-Results": "mx.caseconsultant.example; spf=fail smtp.mailfrom=clinic.example; dmarc=fail",
+        },
+    )
+    services.inbox.deliver(forged)
+    run_once(services, now=lambda: NOW)
+    assert services.transport.sent == []
+    [case] = cases_of(engine)
+    assert (case.status, case.reason) == (CaseStatus.quarantined, "unauthenticated")
+
+
+def test_reply_goes_to_the_from_address_never_to_reply_to(engine) -> None:
+    services = make_services(engine)
+    services.inbox.deliver(question(headers={"Reply-To": "attacker@evil.example"}))
+    run_once(services, now=lambda: NOW)
+    assert services.transport.sent[0].recipients == ["coder@clinic.example"]
+    assert parsed(services.transport.sent[0].raw)["To"] == "coder@clinic.example"
