@@ -36,7 +36,7 @@ class Clause:
     sentence: int = 0
 
 
-_SENTENCE = re.compile(r"(?<!\b[A-Za-z])(?<!\bvs)(?<!\bDr)(?<!\bMr)(?<!\bMs)[.!?](?=\s|$)|[;\n]|:(?=\s)")
+_SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
 _CLAUSE = re.compile(r",|\b(?:but|however|although|though|whereas|except)\b", re.I)
 
 PRE_NEGATION = (

@@ -188,6 +188,8 @@ class CodeMatcher:
             if not (c.negated or c.uncertain or c.history or c.family):
                 positive_tokens.update(tokenize(" ".join(c.words)))
         neg_tokens -= positive_tokens
+        idf = idx.idf[group]
+        total_weight = sum(idf[idx.vocab[t]] for t in positive_tokens if t in idx.vocab) or 1.0
 
         findings: list[Finding] = []
         suppressed: set[int] = set()
@@ -231,7 +233,7 @@ class CodeMatcher:
             codes = []
             for n, h in enumerate(hits[:8]):
                 top = n == 0 and h.score >= REPORT_FLOOR
-                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + min(h.explained, 12) / 40, top, [f"'{c.text}'"] + list(c.evidence))
+                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5, top, [f"'{c.text}'"] + list(c.evidence))
                 if n == 0:
                     top_rows.append(h.row)
                     codes.append(idx.display[h.row])
@@ -245,7 +247,7 @@ class CodeMatcher:
             hits = self._search(words, group=group, extra=extra, neg=neg_tokens)
             for n, h in enumerate(hits[:5]):
                 top = n == 0 and h.score >= 0.55
-                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + min(h.explained, 12) / 40, top, ["the sentence as a whole"])
+                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5, top, ["the sentence as a whole"])
 
         if weeks is not None:
             row = idx.row(ICD, f"Z3A{weeks:02d}") if 8 <= weeks <= 42 else None

@@ -21,6 +21,7 @@ from consultant.match.index import DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
 MAX_CANDIDATES = 1500
+NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,13 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
                 matched_cost += idf[t] * ROLE_COST[role]
                 hit_tokens.append(t)
                 if t in neg and role != WITHOUT:
-                    penalty *= 0.3
+                    penalty *= NEGATED_PENALTY
             elif t in neg:
                 if role == WITHOUT:
                     credit += 0.06
                     matched_cost += idf[t] * ROLE_COST[role]
                 else:
-                    penalty *= 0.3
+                    penalty *= NEGATED_PENALTY
         qcov = matched_q / q_total
         dcov = matched_cost / doc.cost if doc.cost > 0 else 1.0
         score = qcov * (0.3 + 0.7 * dcov) * penalty + credit
