@@ -490,7 +490,7 @@ _LOCAL_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 
 
 def _local_ok(local: str) -> bool:
-    if not local or len(local) > 64 or local.startswith(".") or local.endswith(".") or ".." in local:
+    if not local or len(local) > 128 or local.startswith(".") or local.endswith(".") or ".." in local:
         return False
     return all(ch == "." or ch in _LOCAL_ASCII or (ord(ch) > 127 and ch.isalnum()) for ch in local)
 
