@@ -46,6 +46,7 @@ DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
 NORMAL, DEFAULT, WITHOUT, OTHER, OPTIONAL = 0, 1, 2, 3, 4
 ROLE_COST = (1.0, 0.08, 0.12, 0.45, 0.15)
 
+_SOURCES = (Path(__file__), Path(__file__).with_name("text.py"))
 _CODE_REF = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.?-)?")
 
 
@@ -140,7 +141,8 @@ def table_fingerprint(engine: Engine) -> str:
     with engine.connect() as conn:
         count, max_id = conn.execute(select(func.count(Code.id), func.max(Code.id))).one()
         releases = conn.execute(select(Code.system, Code.release).distinct()).all()
-    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]  # code changes rebuild too
+    # a change to the index or tokenizer code rebuilds the cache too
+    source = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()[:12]
     text = f"v{INDEX_VERSION}|{source}|{count}|{max_id}|{sorted(map(tuple, releases))}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
