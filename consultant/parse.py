@@ -117,10 +117,7 @@ def _parse(raw: bytes) -> Question:
     raw_headers = [(str(name), str(value)) for name, value in msg.raw_items()]
     if not raw_headers:
         raise UnparseableMessage("no headers")
-    headers = tuple(
-        (name.strip().lower(), clean_line(decode_header_value(value)))
-        for name, value in raw_headers
-    )
+    headers = tuple((name.strip().lower(), clean_line(decode_header_value(value))) for name, value in raw_headers)
 
     from_values = [v for n, v in raw_headers if n.strip().lower() == "from"]
     if not from_values:
@@ -194,13 +191,9 @@ def _check_header_block(raw: bytes) -> None:
 
 # --- text decoding -----------------------------------------------------------
 
-_UNKNOWN_CHARSETS = frozenset(
-    {"", "unknown", "unknown-8bit", "x-unknown", "8bit", "default", "x-user-defined"}
-)
+_UNKNOWN_CHARSETS = frozenset({"", "unknown", "unknown-8bit", "x-unknown", "8bit", "default", "x-user-defined"})
 # Codecs that are not plain text encodings, or whose decoders are slow or odd.
-_REFUSED_CODECS = frozenset(
-    {"idna", "punycode", "raw_unicode_escape", "unicode_escape", "undefined", "mbcs", "oem"}
-)
+_REFUSED_CODECS = frozenset({"idna", "punycode", "raw_unicode_escape", "unicode_escape", "undefined", "mbcs", "oem"})
 _CHARSET_NAME = re.compile(r"[a-z0-9_.:+-]{1,40}")
 
 
@@ -223,14 +216,11 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
     """Bytes -> str without ever raising: declared charset, else UTF-8, else Windows-1252."""
     codec = _codec_for(charset)
     if codec is not None and codec != "ascii":
-        try:
-            return data.decode(codec)
-        except Exception:
-            pass
-        try:
-            return data.decode(codec, "replace")
-        except Exception:
-            pass
+        for errors in ("strict", "replace"):
+            try:
+                return data.decode(codec, errors)
+            except (LookupError, ValueError, TypeError):
+                continue
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -507,8 +497,7 @@ def normalise_addr_spec(addr: str) -> str:
         raise AddressError("not local@domain")
     local, domain = addr.split("@")
     domain = domain.lower()
-    if domain.endswith("."):
-        domain = domain[:-1]
+    domain = domain.removesuffix(".")
     if not _local_ok(local) or len(domain) > 253:
         raise AddressError("bad local part or domain")
     labels = domain.split(".")
@@ -546,7 +535,7 @@ _FORWARD_LINE = "---------- Forwarded message ---------"
 def _safe_str(getter, default: str = "") -> str:
     try:
         value = getter()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the stdlib's parameter helpers have raised TypeError, IndexError, ...
         return default
     return value if isinstance(value, str) else default
 
@@ -658,8 +647,7 @@ def unflow(text: str, *, delsp: bool) -> str:
                 pending = ""
             out.append(line)
             continue
-        if line.startswith(" "):
-            line = line[1:]
+        line = line.removeprefix(" ")
         if line.endswith(" ") and line.rstrip() != "--":
             pending += line[:-1] if delsp else line
         else:
@@ -714,7 +702,7 @@ def html_to_text(html: str) -> str:
         converter.ignore_emphasis = True
         converter.unicode_snob = True
         text = converter.handle(html)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a third-party converter on hostile HTML; fall back, do not fail
         return _html_fallback(html)
     text = _MD_TABLE_RULE.sub("", text)
     return _MD_ESCAPE.sub(r"\1", text)
@@ -746,7 +734,7 @@ def _html_fallback(html: str) -> str:
     try:
         collector.feed(html)
         collector.close()
-    except Exception:
+    except Exception:  # noqa: BLE001 - last resort: no text rather than no answer
         return ""
     return "".join(collector.chunks)
 
@@ -788,11 +776,27 @@ _DISCLAIMER_HEAD = re.compile(
     re.IGNORECASE,
 )
 _DISCLAIMER_PHRASES = (
-    "intended recipient", "intended only for", "intended solely", "confidential",
-    "privileged", "prohibited", "unauthorized", "unauthorised", "notify the sender",
-    "notify us", "delete this", "delete the", "destroy", "dissemination",
-    "distribution", "copying", "legally protected", "originated from outside",
-    "outside of the organization", "outside your organization", "do not click",
+    "intended recipient",
+    "intended only for",
+    "intended solely",
+    "confidential",
+    "privileged",
+    "prohibited",
+    "unauthorized",
+    "unauthorised",
+    "notify the sender",
+    "notify us",
+    "delete this",
+    "delete the",
+    "destroy",
+    "dissemination",
+    "distribution",
+    "copying",
+    "legally protected",
+    "originated from outside",
+    "outside of the organization",
+    "outside your organization",
+    "do not click",
 )
 
 
@@ -997,11 +1001,40 @@ _SUBJECT_PREFIX = re.compile(
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr|rv)\s*(\[\d+\]|\(\d+\))?\s*:", re.IGNORECASE)
 _GENERIC_SUBJECTS = frozenset(
     {
-        "", "question", "questions", "a question", "quick question", "coding question",
-        "code question", "coding", "codes", "code", "help", "help needed", "need help",
-        "hi", "hello", "hey", "query", "inquiry", "enquiry", "no subject", "(no subject)",
-        "untitled", "urgent", "fyi", "question for you", "coding help", "coding query",
-        "medical coding question", "medical coding", "quick q", "q", "re", "fwd", "fw",
+        "",
+        "question",
+        "questions",
+        "a question",
+        "quick question",
+        "coding question",
+        "code question",
+        "coding",
+        "codes",
+        "code",
+        "help",
+        "help needed",
+        "need help",
+        "hi",
+        "hello",
+        "hey",
+        "query",
+        "inquiry",
+        "enquiry",
+        "no subject",
+        "(no subject)",
+        "untitled",
+        "urgent",
+        "fyi",
+        "question for you",
+        "coding help",
+        "coding query",
+        "medical coding question",
+        "medical coding",
+        "quick q",
+        "q",
+        "re",
+        "fwd",
+        "fw",
     }
 )
 

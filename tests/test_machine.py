@@ -56,8 +56,11 @@ def test_people_are_answered(path):
 @pytest.mark.parametrize(
     ("name", "first", "all_of"),
     [
-        ("m01_dsn_bounce.eml", "auto_submitted",
-         {"auto_submitted", "null_return_path", "delivery_report", "mailer_daemon"}),
+        (
+            "m01_dsn_bounce.eml",
+            "auto_submitted",
+            {"auto_submitted", "null_return_path", "delivery_report", "mailer_daemon"},
+        ),
         ("m02_out_of_office.eml", "auto_submitted", {"auto_submitted", "auto_response_suppress", "auto_reply_subject"}),
         ("m03_mailing_list.eml", "precedence_bulk", {"precedence_bulk", "mailing_list"}),
         ("m04_newsletter_bulk.eml", "precedence_bulk", {"precedence_bulk"}),
@@ -79,18 +82,34 @@ def test_machine_fixtures(name, first, all_of):
 
 # Each reason on its own: the fixture that shows it, stripped of every other signal.
 ISOLATED = [
-    ("m01_dsn_bounce.eml", ("auto-submitted", "return-path", "from", "subject"),
-     ("From: Postfix <reports@mx.caseconsultant.example>", "Subject: report"), "delivery_report"),
-    ("m01_dsn_bounce.eml", ("auto-submitted", "content-type", "from", "subject"),
-     ("From: Ann <ann@clinic.example.org>", "Subject: hi"), "null_return_path"),
+    (
+        "m01_dsn_bounce.eml",
+        ("auto-submitted", "return-path", "from", "subject"),
+        ("From: Postfix <reports@mx.caseconsultant.example>", "Subject: report"),
+        "delivery_report",
+    ),
+    (
+        "m01_dsn_bounce.eml",
+        ("auto-submitted", "content-type", "from", "subject"),
+        ("From: Ann <ann@clinic.example.org>", "Subject: hi"),
+        "null_return_path",
+    ),
     ("m02_out_of_office.eml", ("x-auto-response-suppress", "subject"), ("Subject: hi",), "auto_submitted"),
     ("m02_out_of_office.eml", ("auto-submitted", "subject"), ("Subject: hi",), "auto_response_suppress"),
     ("m02_out_of_office.eml", ("auto-submitted", "x-auto-response-suppress"), (), "auto_reply_subject"),
     ("m03_mailing_list.eml", ("precedence",), (), "mailing_list"),
-    ("m10_own_reply_fed_back.eml", ("from", "auto-submitted", "message-id"),
-     ("From: Ann <ann@clinic.example.org>",), "loop_marker"),
-    ("m10_own_reply_fed_back.eml", ("from", "auto-submitted", LOOP_HEADER),
-     ("From: Ann <ann@clinic.example.org>",), "own_message_id"),
+    (
+        "m10_own_reply_fed_back.eml",
+        ("from", "auto-submitted", "message-id"),
+        ("From: Ann <ann@clinic.example.org>",),
+        "loop_marker",
+    ),
+    (
+        "m10_own_reply_fed_back.eml",
+        ("from", "auto-submitted", LOOP_HEADER),
+        ("From: Ann <ann@clinic.example.org>",),
+        "own_message_id",
+    ),
     ("m05_mailer_daemon_plain.eml", ("subject",), ("Subject: hi",), "mailer_daemon"),
 ]
 
@@ -109,7 +128,7 @@ def test_each_reason_alone(name, drop, add, reason):
         ("Auto-Submitted: auto-notified", "auto_submitted"),
         ("Auto-Submitted: AUTO-REPLIED", "auto_submitted"),
         ("auto-submitted:   Auto-Generated   ", "auto_submitted"),
-        ("Auto-Submitted: auto-replied; owner-email=\"x@y.example\"", "auto_submitted"),
+        ('Auto-Submitted: auto-replied; owner-email="x@y.example"', "auto_submitted"),
         ("Auto-Submitted: yes", "auto_submitted"),
         ("Auto-Submitted:", "auto_submitted"),
         ("Auto-Submitted: no", None),
@@ -196,8 +215,14 @@ def test_robot_senders(sender):
 
 @pytest.mark.parametrize(
     "sender",
-    ["noreen@clinic.example.org", "bouncer.jones@clinic.example.org", "owner@clinic.example.org",
-     "post.master.class@clinic.example.org", "srs@clinic.example.org", "daemon.smith@clinic.example.org"],
+    [
+        "noreen@clinic.example.org",
+        "bouncer.jones@clinic.example.org",
+        "owner@clinic.example.org",
+        "post.master.class@clinic.example.org",
+        "srs@clinic.example.org",
+        "daemon.smith@clinic.example.org",
+    ],
 )
 def test_people_with_robotic_looking_names(sender):
     raw = edit(load(BASE), f"From: {sender}", drop=("from",))

@@ -377,14 +377,29 @@ def test_header_injection_is_flattened():
     assert q.sender == "ann@clinic.example.org"
 
 
-@pytest.mark.parametrize("charset", ["x-unknown", "cp-850", "unknown-8bit", "utf-8*en", "zlib", "idna", "rot13",
-                                     "punycode", "base64", "\"\"", "utf-16", "a" * 200])
+@pytest.mark.parametrize(
+    "charset",
+    [
+        "x-unknown",
+        "cp-850",
+        "unknown-8bit",
+        "utf-8*en",
+        "zlib",
+        "idna",
+        "rot13",
+        "punycode",
+        "base64",
+        '""',
+        "utf-16",
+        "a" * 200,
+    ],
+)
 def test_hostile_charsets_never_raise(charset):
     """P08: unknown, misspelled, or non-text codecs fall back instead of raising."""
     body = "caf\u00e9 E11.9\n".encode("latin-1")
     raw = (
         f"From: ann@clinic.example.org\nSubject: =?{charset}?q?caf=E9?=\n"
-        f"Content-Type: text/plain; charset=\"{charset}\"\nContent-Transfer-Encoding: 8bit\n\n"
+        f'Content-Type: text/plain; charset="{charset}"\nContent-Transfer-Encoding: 8bit\n\n'
     ).encode() + body
     q = parse_message(raw)
     assert "E11.9" in q.body or charset == "utf-16"
@@ -409,8 +424,10 @@ def test_raw_8bit_headers():
 def test_utf32_bomb_is_cheap():
     """P09: a 100-line base64 utf-32 body of F's decodes in well under a second."""
     line = "RkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZGRkZG"
-    raw = ("From: a@clinic.example.org\nContent-Type: text/plain; charset=\"utf-32LE\"\n"
-           "Content-Transfer-Encoding: base64\n\n" + (line + "\n") * 100).encode()
+    raw = (
+        'From: a@clinic.example.org\nContent-Type: text/plain; charset="utf-32LE"\n'
+        "Content-Transfer-Encoding: base64\n\n" + (line + "\n") * 100
+    ).encode()
     started = time.perf_counter()
     q = parse_message(raw)
     assert time.perf_counter() - started < 1.0
@@ -419,15 +436,23 @@ def test_utf32_bomb_is_cheap():
 
 @pytest.mark.parametrize(
     ("charset", "text"),
-    [("utf-7", "E11.9 caf\u00e9"), ("gb18030", "\u7cd6\u5c3f\u75c5 E11.9"), ("iso-2022-jp", "\u7cd6\u5c3f\u75c5 E11.9"),
-     ("big5", "\u7cd6\u5c3f\u75c5 E11.9"), ("koi8-r", "\u0434\u0438\u0430\u0431\u0435\u0442 E11.9")],
+    [
+        ("utf-7", "E11.9 caf\u00e9"),
+        ("gb18030", "\u7cd6\u5c3f\u75c5 E11.9"),
+        ("iso-2022-jp", "\u7cd6\u5c3f\u75c5 E11.9"),
+        ("big5", "\u7cd6\u5c3f\u75c5 E11.9"),
+        ("koi8-r", "\u0434\u0438\u0430\u0431\u0435\u0442 E11.9"),
+    ],
 )
 def test_other_encodings(charset, text):
     """P10: UTF-7, GB18030, ISO-2022-JP and friends come out as the right text."""
-    raw = (f"From: a@clinic.example.org\nSubject: =?{charset}?b?".encode()
-           + __import__("base64").b64encode(text.encode(charset))
-           + f"?=\nContent-Type: text/plain; charset={charset}\nContent-Transfer-Encoding: 8bit\n\n".encode()
-           + text.encode(charset) + b"\n")
+    raw = (
+        f"From: a@clinic.example.org\nSubject: =?{charset}?b?".encode()
+        + __import__("base64").b64encode(text.encode(charset))
+        + f"?=\nContent-Type: text/plain; charset={charset}\nContent-Transfer-Encoding: 8bit\n\n".encode()
+        + text.encode(charset)
+        + b"\n"
+    )
     q = parse_message(raw)
     assert q.subject == text
     assert q.body == text
@@ -664,14 +689,21 @@ def test_subject_in_text(subject, expected):
         ("E11.9?\n\nLe lun. 3 mars 2025 \u00e0 10:00, Bob <b@x.example> a \u00e9crit :\n> hi\n", "E11.9?", "Bob"),
         ("E11.9?\n\nAm 03.03.2025 um 10:00 schrieb Bob <b@x.example>:\n> hi\n", "E11.9?", "Bob"),
         ("E11.9?\n\nOn Monday Bob wrote:\n\nunquoted history\n", "E11.9?", "history"),
-        ("E11.9?\n________________________________\nFrom: Bob\nSent: Monday\nTo: Ann\n\nhistory\n", "E11.9?", "history"),
+        (
+            "E11.9?\n________________________________\nFrom: Bob\nSent: Monday\nTo: Ann\n\nhistory\n",
+            "E11.9?",
+            "history",
+        ),
         ("E11.9?\n\nFrom: Bob <b@x.example>\nDate: Monday\nSubject: x\nTo: Ann\n\nhistory\n", "E11.9?", "history"),
         ("E11.9?\n\n----- Original Message -----\nFrom: Bob\n\nhistory\n", "E11.9?", "history"),
         ("E11.9?\n--\nAnn\nLong signature\n", "E11.9?", "signature"),
         ("E11.9?\n\nGet Outlook for iOS\n", "E11.9?", "Outlook"),
         ("E11.9?\n\nSent from my Galaxy\n", "E11.9?", "Galaxy"),
-        ("E11.9?\n\nDISCLAIMER\n\nThis email is confidential and intended only for the named recipient.\n",
-         "E11.9?", "confidential"),
+        (
+            "E11.9?\n\nDISCLAIMER\n\nThis email is confidential and intended only for the named recipient.\n",
+            "E11.9?",
+            "confidential",
+        ),
         ("Warning: patient also has CKD. E11.22?\n", "Warning: patient also has CKD. E11.22?", "\0"),
         ("The note is confidential; dx is E11.9?\n", "The note is confidential; dx is E11.9?", "\0"),
         ("Line one\nFrom: the ED\nWhat code?\n", "Line one\nFrom: the ED\nWhat code?", "\0"),
@@ -753,8 +785,11 @@ def test_fuzz_bytes_after_a_from_header(tail):
 @given(
     st.sampled_from(FIXTURES),
     st.lists(
-        st.tuples(st.sampled_from(["flip", "insert", "delete", "truncate", "dup"]), st.integers(0, 10**6),
-                  st.binary(min_size=1, max_size=40)),
+        st.tuples(
+            st.sampled_from(["flip", "insert", "delete", "truncate", "dup"]),
+            st.integers(0, 10**6),
+            st.binary(min_size=1, max_size=40),
+        ),
         min_size=1,
         max_size=8,
     ),
@@ -777,7 +812,9 @@ def test_fuzz_mutated_fixtures(path, edits):
 
 
 header_text = st.lists(
-    st.sampled_from(list('abcXYZ @<>(),:;"\\=?_.\r\n\t\x00\u00e9\u202e') + ["=?utf-8?q?", "=?x?b?", "?=", "a@b.example"]),
+    st.sampled_from(
+        list('abcXYZ @<>(),:;"\\=?_.\r\n\t\x00\u00e9\u202e') + ["=?utf-8?q?", "=?x?b?", "?=", "a@b.example"]
+    ),
     max_size=40,
 ).map("".join)
 
@@ -785,7 +822,7 @@ header_text = st.lists(
 @FUZZ
 @given(header_text, header_text, header_text)
 def test_fuzz_header_values(sender, subject, name):
-    raw = (f"From: {sender}\nSubject: {subject}\nContent-Type: text/plain; name=\"{name}\"\n\nE11.9\n").encode(
+    raw = (f'From: {sender}\nSubject: {subject}\nContent-Type: text/plain; name="{name}"\n\nE11.9\n').encode(
         "utf-8", "surrogateescape"
     )
     check_invariants(raw)
