@@ -119,6 +119,8 @@ def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
         n = _starts(words, i, PRE_NEGATION)
         if n and not _is_qualifier(words, i):
             before, after = words[:i], words[i + n :]
+            if not after:
+                break  # "pneumonia was ruled out": the trigger closes the clause
             pieces = []
             if before:
                 pieces.append((before, False))

@@ -1,0 +1,52 @@
+"""Explicit code extraction, including what must not be read as a code."""
+
+import pytest
+from hypothesis import given, strategies as st
+
+from consultant.match.explicit import find_mentions
+
+
+def keys(text):
+    return [(m.key, m.system) for m in find_mentions(text)]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("What does ICD-10-CM H40.1131 mean?", ("H401131", "ICD-10-CM")),
+        ("s161xxa whiplash", ("S161XXA", "ICD-10-CM")),
+        ("I5A code lookup", ("I5A", "ICD-10-CM")),
+        ("CPT 62310 replaced?", ("62310", "CPT")),
+        ("hcpcs j3301 for 40 mg", ("J3301", "HCPCS")),
+        ("0FT44ZZ pcs", ("0FT44ZZ", "ICD-10-PCS")),
+        ("e11.9", ("E119", "ICD-10-CM")),
+    ],
+)
+def test_finds_codes(text, expected):
+    assert expected in keys(text)
+
+
+def test_two_codes_in_two_forms():
+    found = [k for k, s in keys("M17.11 vs m1712 - which one?") if s == "ICD-10-CM"]
+    assert found == ["M1711", "M1712"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "seen 03/14/2024, MRN 12345678",
+        "call 555-123-4567",
+        "Springfield IL 62704",
+        "icd10 code for HTN",
+        "ICD-10-CM question",
+        "dose 40 mg twice daily",
+        "B12 deficiency",
+    ],
+)
+def test_no_false_positives(text):
+    assert keys(text) == []
+
+
+@given(st.dates())
+def test_dates_are_never_codes(d):
+    assert keys(f"seen on {d.isoformat()} and {d.month}/{d.day}/{d.year}") == []

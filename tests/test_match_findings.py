@@ -1,0 +1,41 @@
+"""Negation, uncertainty and history rules."""
+
+from consultant.match.findings import split_clauses
+from consultant.match.lexicon import load_lexicon
+
+
+def clauses(text):
+    return [(" ".join(c.words), c.negated, c.uncertain, c.history) for c in split_clauses(text, load_lexicon())]
+
+
+def test_denies_and_no_negate_what_follows():
+    out = clauses("Denies chest pain. Cough for two days.")
+    assert ("chest pain", True, False, False) in out
+    assert any(w.startswith("cough") and not neg for w, neg, _, _ in out)
+
+
+def test_negation_cuts_a_clause():
+    out = clauses("CT head showed no bleed")
+    assert out[-1] == ("bleed", True, False, False)
+    assert out[0][1] is False
+
+
+def test_post_negation():
+    out = clauses("pneumonia was ruled out")
+    assert out[0][1] is True
+
+
+def test_qualifiers_are_not_negations():
+    out = clauses("epilepsy, not intractable")
+    assert all(not neg for _, neg, _, _ in out)
+
+
+def test_outpatient_uncertain_is_marked():
+    assert clauses("probable pneumonia")[0][2] is True
+    # inpatient wording codes uncertain diagnoses as if established
+    assert clauses("admitted with probable pneumonia")[0][2] is False
+
+
+def test_history():
+    assert clauses("history of breast cancer")[0][3] is True
+    assert clauses("66-year-old with hypertension")[0][3] is False
