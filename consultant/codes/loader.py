@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from consultant.codes import sources
+from consultant.codes import search, sources
 from consultant.codes.plain import plain_for_rows
 from consultant.models import Code, CodeRelease
 
@@ -65,9 +65,11 @@ def replace_dataset(conn: Connection, ds: sources.Dataset, *, wipe_system: bool,
     """
     code_t, rel_t = Code.__table__, CodeRelease.__table__
     if wipe_system:
+        search.forget_rows(conn, "system = :s", {"s": ds.system})
         conn.execute(delete(code_t).where(code_t.c.system == ds.system))
         conn.execute(delete(rel_t).where(rel_t.c.system == ds.system))
     else:
+        search.forget_rows(conn, "system = :s AND release = :r", {"s": ds.system, "r": ds.release})
         conn.execute(delete(code_t).where(code_t.c.system == ds.system, code_t.c.release == ds.release))
         conn.execute(delete(rel_t).where(rel_t.c.system == ds.system, rel_t.c.release == ds.release))
     rows = ds.rows
@@ -76,6 +78,14 @@ def replace_dataset(conn: Connection, ds: sources.Dataset, *, wipe_system: bool,
         conn.execute(insert(code_t), chunk)
         if progress is not None:
             progress.step(len(chunk), f"{ds.system} {ds.release}")
+    ids = dict(
+        conn.execute(
+            select(code_t.c.code, code_t.c.id).where(code_t.c.system == ds.system, code_t.c.release == ds.release)
+        ).all()
+    )
+    search.index_rows(
+        conn, [(ids[r["code"]], search.index_text(r["official"], r["plain"], r["notes"])) for r in rows]
+    )
     conn.execute(
         insert(rel_t),
         [
@@ -135,10 +145,8 @@ def load_codes(engine: Engine, *, progress: bool = False) -> dict:
                 "skipped": f"customer release {skipped!r} kept" if skipped else None,
             }
         )
-    from consultant.codes.search import rebuild_index
-
     bar.label = "full-text index"
-    rebuild_index(engine)
+    search.rebuild_index(engine)  # picks up anything imported or changed outside this run
     bar.close()
     with engine.connect() as conn:
         summary["codes"] = conn.execute(select(func.count()).select_from(Code.__table__)).scalar_one()
