@@ -836,3 +836,46 @@ def test_fuzz_parse_address(value):
     except AddressError:
         return
     assert address.count("@") == 1 and "\n" not in name
+
+
+@pytest.mark.parametrize(
+    ("body", "subject"),
+    [
+        ("".join("Begin forwarded message:\n" + "> " * i + "\n" for i in range(1, 3_000)), "x"),
+        ("Begin forwarded message:\n" + "".join(">" * i + " Begin forwarded message:\n" for i in range(1, 3_000)), "x"),
+        ("---------- Forwarded message ---------\nSubject: " + "re:" * 30_000 + "\n\nx\n", "x"),
+        ("On x\n" * 30_000, "x"),
+        ("From: a\nSent: b\n" * 20_000, "Fwd: x"),
+        ("x" * 5_000_000, "x"),
+        (("_" * 5_000 + "\n") * 400, "x"),
+        ("-" * 100_000 + " forwarded message " + "-" * 100_000, "x"),
+    ],
+    ids=[
+        "nested-forwards",
+        "nested-forward-markers",
+        "re-re-re",
+        "on-lines",
+        "outlook-blocks",
+        "one-long-line",
+        "rules",
+        "dashes",
+    ],
+)
+def test_pathological_bodies_are_bounded(body, subject):
+    q = timed(simple(subject=subject, body=body), limit=3.0)
+    assert isinstance(q, Question) and len(q.body) <= parse.MAX_BODY_CHARS
+
+
+def test_many_html_parts_share_one_budget():
+    part = "--zz\nContent-Type: text/html\n\n<p>" + "E11.9 " * 30_000 + "</p>\n"
+    raw = "From: a@clinic.example.org\nContent-Type: multipart/mixed; boundary=zz\n\n" + part * 60 + "--zz--\n"
+    q = timed(raw.encode(), limit=5.0)
+    assert isinstance(q, Question) and "E11.9" in q.body
+
+
+def test_quadratic_parameter_headers_are_bounded():
+    nasty = 'a="' + "; " * 40_000
+    raw = f"From: a@clinic.example.org\nContent-Type: multipart/mixed; boundary=zz\n\n--zz\nContent-Type: text/plain; {nasty}\n\nE11.9\n--zz--\n"
+    assert isinstance(timed(raw.encode(), limit=2.0), Question)
+    raw = f"From: a@clinic.example.org\nContent-Type: text/plain; {nasty}\n\nE11.9\n"
+    assert isinstance(timed(raw.encode(), limit=2.0), Question)
