@@ -230,7 +230,7 @@ def _target(question: Question) -> ReplyTarget:
 
 def _answer(services: Services, case_id: int, question: Question, result: MatchResult, *, now: datetime) -> str:
     """Charge, reply (or hold for review) and close the case, in one transaction."""
-    shown = [s for s in result.codes if s.report]
+    shown = reply_codes(result)
     hold_reason = services.review.hold_reason(result, shown)
     with session_scope(services.engine) as session:
         case = session.get(Case, case_id)
@@ -322,6 +322,12 @@ def code_record(s: Suggestion) -> dict[str, object]:
         "evidence": list(s.evidence),
         "more_specific": s.more_specific,
     }
+
+
+def reply_codes(result: MatchResult) -> list[Suggestion]:
+    """What the reply lists: the codes to report, and every code asked about that is not
+    usable (deleted, not found, a heading), so the sender learns its status and replacements."""
+    return [s for s in result.codes if s.report or s.status in ("deleted", "not_found", "header")]
 
 
 def reply_cap_reason(session: Session, sender: str, *, caps: ReplyCaps, now: datetime) -> str | None:

@@ -40,31 +40,31 @@ class ReplyTarget:
 
 
 def code_views(session: Session, suggestions: Sequence[Suggestion]) -> list[CodeView]:
-    """What the reply shows of each suggestion, with replacement codes described too."""
-    wanted = {r for s in suggestions for r in s.replaced_by}
-    described: dict[tuple[str, str], str] = {}
-    if wanted:
-        rows = session.exec(select(Code.system, Code.display, Code.official).where(Code.display.in_(wanted))).all()  # type: ignore[attr-defined]
-        described = {(system, display): official for system, display, official in rows}
-    return [
-        CodeView(
-            code=s.code,
-            system=s.system,
-            status=s.status,
-            official=s.official,
-            plain=s.plain,
-            release=s.release,
-            deleted_on=s.deleted_on,
-            replacements=tuple(
-                CodeView(code=r, system=s.system, status="valid", official=described.get((s.system, r), ""))
-                for r in s.replaced_by
-            ),
-            near=s.near,
-            more_specific=s.more_specific,
-            new=s.new,
+    """What the reply shows of each suggestion. The code table fills in what the matcher
+    left out (descriptions, deletion date, release) and describes each replacement code."""
+    wanted = {s.code for s in suggestions} | {r for s in suggestions for r in s.replaced_by}
+    rows = session.exec(select(Code).where(Code.display.in_(wanted))).all() if wanted else []  # type: ignore[attr-defined]
+    known = {(row.system, row.display): row for row in rows}
+
+    def view(code: str, system: str, status: str, s: Suggestion | None = None) -> CodeView:
+        row = known.get((system, code))
+        official = (s.official if s else "") or (row.official if row else "")
+        plain = (s.plain if s else "") or (row.plain if row else "")
+        return CodeView(
+            code=code,
+            system=system,
+            status=status,
+            official=official,
+            plain=plain if plain.strip().lower() != official.strip().lower() else "",
+            release=(s.release if s else "") or (row.release if row else ""),
+            deleted_on=(s.deleted_on if s else "") or (row.deleted_on if row and status == "deleted" else "") or "",
+            replacements=tuple(view(r, system, "valid") for r in s.replaced_by) if s else (),
+            near=s.near if s else (),
+            more_specific=s.more_specific if s else "",
+            new=s.new if s else False,
         )
-        for s in suggestions
-    ]
+
+    return [view(s.code, s.system, s.status, s) for s in suggestions]
 
 
 def enqueue_reply(

@@ -239,3 +239,27 @@ def dovecot_server() -> Iterator[ImapConfig]:
         subprocess.run([binary, "-c", str(conf), "stop"], check=False)
         time.sleep(0.2)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- the full shipped code set, loaded once per test session -------------------
+@pytest.fixture(scope="session")
+def loaded_codes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file with every shipped code set loaded (about a minute, once)."""
+    from consultant.codes.loader import load_codes
+
+    path = tmp_path_factory.mktemp("codes") / "loaded.sqlite3"
+    eng = make_engine(f"sqlite:///{path}")
+    migrate(eng)
+    load_codes(eng)
+    eng.dispose()
+    return path
+
+
+@pytest.fixture
+def loaded_engine(loaded_codes_file: Path, tmp_path: Path) -> Iterator[Engine]:
+    """A private copy of the loaded database, so a test may write to it freely."""
+    copy = tmp_path / "loaded.sqlite3"
+    shutil.copyfile(loaded_codes_file, copy)
+    eng = make_engine(f"sqlite:///{copy}")
+    yield eng
+    eng.dispose()
