@@ -192,8 +192,14 @@ def suggestion_for(session: Session, item: str) -> Suggestion:
     if not rows:
         raise ReviewError(f"{item!r} is not in the code tables")
     if len({row.system for row in rows}) > 1:
-        systems = ", ".join(sorted({row.system for row in rows}))
-        raise ReviewError(f"{item!r} is a code in several systems ({systems}): write the system first, e.g. CPT {code}")
+        # A dot settles it: only ICD-10-CM is written with one (E11.9 is not HCPCS E119).
+        as_written = [row for row in rows if "." in code and row.display.upper() == code.upper()]
+        if len({row.system for row in as_written}) != 1:
+            systems = ", ".join(sorted({row.system for row in rows}))
+            raise ReviewError(
+                f"{item!r} is a code in several systems ({systems}): write the system first, e.g. {rows[0].system} {code}"
+            )
+        rows = as_written
     return _suggestion(rows[0])
 
 

@@ -167,7 +167,8 @@ def test_edit_codes_rerenders_the_held_reply_from_the_code_table(db_engine) -> N
 
 @pytest.mark.parametrize(
     "codes, message",
-    [("Z99.999", "not in the code tables"), ("E119", "several systems"), ("nosuch E11.9", "unknown code system"),
+    [("Z99.999", "not in the code tables"), ("e119", "several systems.*ICD-10-CM e119"),
+     ("nosuch E11.9", "unknown code system"),
      ("a b c", "write a code")],
 )
 def test_edit_codes_refuses_what_it_cannot_look_up(engine, codes: str, message: str) -> None:
