@@ -1,14 +1,22 @@
-"""What staff see in the terminal: counts per status, the oldest waiting, recent failures."""
+"""What staff see in the terminal: counts per status, the oldest waiting, recent failures.
+
+`summary_text` adds the daily digest's summary (the last 24 hours, cases
+waiting for review, accounts at their limit); `write_html` writes that
+digest as a page (`consultant report --html FILE`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from consultant.digest import build_digest, render_digest
 from consultant.models import Case, CaseStatus, Outbox, OutboxStatus, PollState
+from consultant.quota import QuotaPolicy
 
 
 @dataclass(frozen=True)
@@ -57,3 +65,17 @@ def format_report(report: QueueReport) -> str:
     lines.append("Recent failures and quarantines:")
     lines += [f"  #{cid}  {at:%Y-%m-%d %H:%M}  {reason}" for cid, at, reason in report.recent_failures] or ["  none"]
     return "\n".join(lines)
+
+
+def summary_text(session: Session, *, now: datetime, admin_url: str = "", policy: QuotaPolicy = QuotaPolicy()) -> str:
+    """The queue report, then the daily digest's text: what `consultant report` prints."""
+    _, digest, _ = render_digest(build_digest(session, now=now, admin_url=admin_url, policy=policy))
+    return format_report(build_report(session)) + "\n\n" + digest.rstrip("\n")
+
+
+def write_html(
+    session: Session, path: Path, *, now: datetime, admin_url: str = "", policy: QuotaPolicy = QuotaPolicy()
+) -> None:
+    """Write the daily digest as an HTML page to `path`."""
+    _, _, html = render_digest(build_digest(session, now=now, admin_url=admin_url, policy=policy))
+    path.write_text(html, encoding="utf-8")

@@ -4,6 +4,9 @@ A BlockingScheduler runs the poll job every `poll_seconds` with
 `max_instances=1` (never two polls at once in a process) and `coalesce=True`
 (missed runs collapse into one). SIGTERM and Ctrl-C stop it cleanly: the
 current poll finishes, then the process exits.
+
+With staff addresses set, a cron job queues the daily digest at
+`digest_at` (HH:MM, UTC); the next poll's send step delivers it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
+from apscheduler.job import Job
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from consultant.db import session_scope
 from consultant.errors import ServiceError
@@ -23,15 +30,39 @@ from consultant.pipeline import RunSummary, Services, run_once, utcnow
 log = logging.getLogger(__name__)
 
 
-def poll(services: Services) -> RunSummary | None:
-    """One scheduled poll; a mail or database outage is logged and retried next time."""
+POLL_BACKOFF_BASE = timedelta(seconds=30)
+POLL_BACKOFF_MAX = timedelta(minutes=15)
+
+
+def poll(
+    services: Services,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    backoff_base: timedelta = POLL_BACKOFF_BASE,
+    backoff_max: timedelta = POLL_BACKOFF_MAX,
+) -> RunSummary | None:
+    """One scheduled poll; a mail or database outage is logged, recorded and retried.
+
+    After consecutive failures (a wrong password, a server that is down) the
+    polls back off exponentially: the n-th failure in a row waits
+    base * 2**(n-1), at most `backoff_max`, before the next try, so a bad
+    login never becomes a tight retry loop. Skipped polls change nothing.
+    """
+    if poll_backoff_until(services, base=backoff_base, cap=backoff_max) > now():
+        return None
     try:
-        summary = run_once(services)
+        summary = run_once(services, now=now)
     except ServiceError as exc:
         log.warning("poll failed: %s", exc)
-        record_poll(services, error=str(exc))
+        record_poll(services, error=str(exc), now=now())
         return None
-    record_poll(services, error="")
+    except SQLAlchemyError as exc:
+        # Only the class name: a driver message can quote the statement's parameters.
+        log.warning("poll failed: database error (%s)", type(exc).__name__)
+        record_poll(services, error=f"database error ({type(exc).__name__})", now=now())
+        return None
+    if summary.polled:  # a worker that did not hold the mailbox lease says nothing about its health
+        record_poll(services, error="", now=now())
     if summary.fetched or summary.sent or summary.send_failed:
         log.info(
             "poll: fetched %d, acknowledged %d, sent %d, retry %d, failed %d",
@@ -40,7 +71,66 @@ def poll(services: Services) -> RunSummary | None:
     return summary
 
 
-def run_forever(services: Services, *, poll_seconds: int, on_started: Callable[[], None] | None = None) -> None:
+def poll_backoff_until(services: Services, *, base: timedelta, cap: timedelta) -> datetime:
+    """When the next poll may run: the last attempt plus the backoff for the failures in a row."""
+    try:
+        with session_scope(services.engine) as session:
+            state = session.get(PollState, services.address)
+    except SQLAlchemyError:
+        return datetime.min.replace(tzinfo=timezone.utc)  # no database: let run_once find out
+    if state is None or state.consecutive_failures == 0 or state.last_poll_at is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    last = state.last_poll_at if state.last_poll_at.tzinfo else state.last_poll_at.replace(tzinfo=timezone.utc)
+    return last + min(base * 2 ** min(state.consecutive_failures - 1, 30), cap)
+
+
+def digest_trigger(at: str) -> CronTrigger:
+    """Every day at `at` (HH:MM), UTC."""
+    hour, _, minute = at.partition(":")
+    return CronTrigger(hour=int(hour), minute=int(minute), timezone="UTC")
+
+
+def daily_digest(services: Services, *, recipients: tuple[str, ...], admin_url: str) -> int:
+    """The digest job; a failure is logged and the next day's run tries again."""
+    from consultant.digest import send_daily_digest
+
+    try:
+        return send_daily_digest(
+            services.engine, recipients=recipients, address=services.address, admin_url=admin_url,
+            policy=services.policy, now=utcnow(),
+        )
+    except Exception:  # noqa: BLE001 - the digest must never stop the worker
+        log.exception("daily digest failed")
+        return 0
+
+
+def add_digest_job(
+    scheduler: BaseScheduler, services: Services, *, digest_to: tuple[str, ...], digest_at: str, admin_url: str
+) -> Job | None:
+    """Schedule the daily digest; nothing when no staff address is set or the time is "off"."""
+    if not digest_to or digest_at == "off":
+        return None
+    return scheduler.add_job(
+        daily_digest,
+        digest_trigger(digest_at),
+        args=[services],
+        kwargs={"recipients": digest_to, "admin_url": admin_url},
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3600,
+        id="digest",
+    )
+
+
+def run_forever(
+    services: Services,
+    *,
+    poll_seconds: int,
+    on_started: Callable[[], None] | None = None,
+    digest_to: tuple[str, ...] = (),
+    digest_at: str = "off",
+    admin_url: str = "",
+) -> None:
     scheduler = BlockingScheduler(timezone="UTC")
     scheduler.add_job(
         poll,
@@ -54,6 +144,7 @@ def run_forever(services: Services, *, poll_seconds: int, on_started: Callable[[
     )
     if on_started is not None:
         scheduler.add_job(on_started, "date", run_date=datetime.now().astimezone() + timedelta(seconds=1))
+    add_digest_job(scheduler, services, digest_to=digest_to, digest_at=digest_at, admin_url=admin_url)
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %s: stopping after the current poll", signum)
@@ -66,9 +157,9 @@ def run_forever(services: Services, *, poll_seconds: int, on_started: Callable[[
         pass
 
 
-def record_poll(services: Services, *, error: str) -> None:
+def record_poll(services: Services, *, error: str, now: datetime | None = None) -> None:
     """Keep the mailbox's health for the report: last poll, last success, failures in a row."""
-    now = utcnow()
+    now = now or utcnow()
     try:
         with session_scope(services.engine) as session:
             state = session.get(PollState, services.address) or PollState(mailbox=services.address)
