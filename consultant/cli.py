@@ -6,7 +6,12 @@
                                   email a question to the consultant
     consultant codes ...          the code tables (load, show, search, stats, import)
     consultant suggest ...        the matcher (--json TEXT, --batch)
-    consultant report             queue summary: counts per status, waiting, failures
+    consultant report [--html FILE]
+                                  queue summary and the daily digest (or the digest as a page)
+    consultant admin [--host H] [--port P]
+                                  serve the staff admin pages
+    consultant staff add EMAIL [--password-stdin]
+                                  create a staff login for the admin pages
 
 A bad setting prints one line naming it and exits 2; never a traceback.
 """
@@ -49,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--from", dest="sender", default="asker@example.org", help="the sender address")
     ask.add_argument("--subject", default="Coding question", help="the subject line")
 
-    sub.add_parser("report", help="print a queue summary")
+    report = sub.add_parser("report", help="print a queue summary and the daily digest")
+    report.add_argument("--html", metavar="FILE", help="write the daily digest as an HTML page to FILE instead")
+
+    admin = sub.add_parser("admin", help="serve the staff admin pages")
+    admin.add_argument("--host", help="listen address (default CONSULTANT_ADMIN_HOST, 127.0.0.1)")
+    admin.add_argument("--port", type=int, help="port (default CONSULTANT_ADMIN_PORT, 8080)")
+
+    staff = sub.add_parser("staff", help="staff logins for the admin pages")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
+    staff_add = staff_sub.add_parser("add", help="create a staff login (asks for the password)")
+    staff_add.add_argument("email", help="the staff member's address")
+    staff_add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
     from consultant.codes.commands import add_codes_parser
     from consultant.match.commands import add_suggest_parser
@@ -93,17 +109,25 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from consultant.codes.commands import run_codes_command
 
         return run_codes_command(args, open_engine(settings, load_codes=False))
+    if args.command == "staff":
+        return add_staff(open_engine(settings, load_codes=False), email=args.email, from_stdin=args.password_stdin)
     engine = open_engine(settings)
     if args.command == "suggest":
         from consultant.match.commands import run_suggest_command
 
         return run_suggest_command(args, engine)
     if args.command == "report":
-        from consultant.db import session_scope
-        from consultant.report import build_report, format_report
+        return report(settings, engine, html=args.html)
+    if args.command == "admin":
+        import dataclasses
 
-        with session_scope(engine) as session:
-            print(format_report(build_report(session)))
+        from consultant.admin.server import serve
+        from consultant.settings import validate_admin
+
+        overrides = {k: v for k, v in (("admin_host", args.host), ("admin_port", args.port)) if v is not None}
+        settings = dataclasses.replace(settings, **overrides)
+        validate_admin(settings)
+        serve(settings, engine)
         return 0
     return run_service(settings, engine, forever=args.command == "run", demo=getattr(args, "demo", False))
 
@@ -148,11 +172,60 @@ def run_service(settings: Settings, engine, *, forever: bool, demo: bool) -> int
             print(f"Sent {len(DEMO_QUESTIONS)} sample questions; replies follow. Ctrl-C to stop.", file=sys.stderr)
 
         print(f"Polling every {settings.poll_seconds} s; Ctrl-C or SIGTERM to stop.", file=sys.stderr)
-        run_forever(services, poll_seconds=settings.poll_seconds, on_started=send_demo if demo else None)
+        run_forever(
+            services,
+            poll_seconds=settings.poll_seconds,
+            on_started=send_demo if demo else None,
+            digest_to=settings.staff_addresses,
+            digest_at=settings.digest_time,
+            admin_url=settings.admin_base_url,
+        )
         return 0
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def report(settings: Settings, engine, *, html: str | None) -> int:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from consultant.db import session_scope
+    from consultant.quota import QuotaPolicy
+    from consultant.report import summary_text, write_html
+
+    policy = QuotaPolicy(guest_answers=settings.guest_answers, free_answers=settings.free_answers)
+    now = datetime.now(timezone.utc)
+    with session_scope(engine) as session:
+        if html:
+            write_html(session, Path(html), now=now, admin_url=settings.admin_base_url, policy=policy)
+            print(f"Wrote the daily digest to {html}")
+        else:
+            print(summary_text(session, now=now, admin_url=settings.admin_base_url, policy=policy))
+    return 0
+
+
+def add_staff(engine, *, email: str, from_stdin: bool) -> int:  # type: ignore[no-untyped-def]
+    """`consultant staff add EMAIL`: the password is asked twice, or read from standard input."""
+    import getpass
+
+    from consultant.db import session_scope
+    from consultant.staff import StaffError, create_staff
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"Password for {email}: ")
+        if getpass.getpass("Same password again: ") != password:
+            print("consultant: the two passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    try:
+        with session_scope(engine) as session:
+            user = create_staff(session, email, password, now=datetime.now(timezone.utc))
+    except StaffError as exc:
+        print(f"consultant: {exc}", file=sys.stderr)
+        return 1
+    print(f"Staff login created for {user.email}")
+    return 0
 
 
 def ask(settings: Settings, *, text: str, sender: str, subject: str) -> int:
