@@ -97,7 +97,7 @@ def iter_machine_reasons(q: Question, *, own_address: str) -> Iterator[str]:
         yield "own_address"
     if LOOP_HEADER in headers:
         yield "loop_marker"
-    if own and any(own in value.lower() for value in headers.get("x-loop", ())):
+    if own and any(own in _addresses(value) for value in headers.get("x-loop", ())):
         yield "x_loop"
     if own_domain and _on_domain(q.message_id, own_domain):
         yield "own_message_id"
@@ -130,6 +130,10 @@ def iter_machine_reasons(q: Question, *, own_address: str) -> Iterator[str]:
 
 def _suppresses(value: str) -> bool:
     return bool(_SUPPRESS_TOKENS & {t.lower() for t in re.split(r"[,;\s]+", value) if t})
+
+
+def _addresses(value: str) -> set[str]:
+    return {found.lower() for found in re.findall(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+", value)}
 
 
 def _first_token(value: str) -> str:

@@ -167,6 +167,8 @@ def test_each_reason_alone(name, drop, add, reason):
         ("X-Loop: ask@caseconsultant.example", "x_loop"),
         ("X-Loop: ASK@CaseConsultant.Example", "x_loop"),
         ("X-Loop: someone-else@example.org", None),
+        ("X-Loop: task@caseconsultant.example", None),
+        ("X-Loop: Coding Desk <ask@caseconsultant.example>", "x_loop"),
         (f"{LOOP_HEADER}: prod-1", "loop_marker"),
         ("X-CaseConsultant-Loop: forged-by-someone", "loop_marker"),
     ],
