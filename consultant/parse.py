@@ -900,15 +900,17 @@ def _copy_forward_head(lines: list[str], i: int, section: list[str]) -> int:
     return i
 
 
-def _split_sections(lines: list[str], *, forward: bool) -> list[list[str]]:
+def _split_sections(lines: list[str], *, kind: str) -> list[list[str]]:
     """The sender's own text, then each forwarded message; quoted reply history cut off.
 
     Outlook's "From:/Sent:" and "-----Original Message-----" blocks mark both
-    replies and forwards; the subject decides (`forward`), and only for the
-    first such block.
+    replies and forwards; the subject's prefix decides (`kind`), and only for
+    the first such block. A block with no text above it in a message that is
+    not a reply is kept: someone pasted a letter, or forwarded without "Fwd:".
     """
     sections: list[list[str]] = [[]]
-    forward_pending = forward
+    forward_pending = kind == "forward"
+    has_text = False
     unquotes = 0
     i = 0
     while i < len(lines):
@@ -923,23 +925,24 @@ def _split_sections(lines: list[str], *, forward: bool) -> list[list[str]]:
                     _unquote_rest(lines, nxt)
                 i += 1
             elif _outlook_block(lines, i):
-                if not forward_pending:
+                if not forward_pending and (has_text or kind == "reply"):
                     break
                 boundary = True
                 if not _FROM_FIELD.match(stripped):
                     i += 1
             if boundary:
                 sections.append([])
-                forward_pending = False
+                forward_pending = has_text = False
                 i = _copy_forward_head(lines, i, sections[-1])
                 continue
             span = _on_wrote_span(lines, i)
             if span:
                 nxt = _next_nonblank(lines, i + span)
-                if nxt < 0 or not _quoted(lines[nxt]):
+                if (nxt < 0 or not _quoted(lines[nxt])) and (has_text or kind == "reply"):
                     break
                 i += span
                 continue
+            has_text = has_text or bool(stripped)
         sections[-1].append(line)
         i += 1
     return sections
@@ -1024,7 +1027,7 @@ def clean_body(text: str, *, subject: str = "") -> str:
     lines = normalise_text(text[: MAX_SCAN_CHARS * 2])[:MAX_SCAN_CHARS].split("\n")
     seen_subjects = {strip_subject_prefixes(clean_line(subject)).lower()}
     kept: list[str] = []
-    sections = _split_sections(lines, forward=_is_forward_subject(subject))
+    sections = _split_sections(lines, kind=subject_kind(subject))
     for number, section in enumerate(sections):
         if number:
             section = _drop_forward_headers(section, seen_subjects)
@@ -1044,6 +1047,7 @@ _SUBJECT_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr|rv)\s*(\[\d+\]|\(\d+\))?\s*:", re.IGNORECASE)
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|vs|antw|odp|r)\s*(\[\d+\]|\(\d+\))?\s*:", re.IGNORECASE)
 _GENERIC_SUBJECTS = frozenset(
     {
         "",
@@ -1093,12 +1097,16 @@ def is_generic_subject(subject: str) -> bool:
     return re.sub(r"[\s!?.:;,\-]+", " ", subject).strip().lower() in _GENERIC_SUBJECTS
 
 
-def _is_forward_subject(subject: str) -> bool:
-    """Whether the outermost prefix says forward (Fwd:, FW:, WG:, TR:, RV:)."""
-    rest = subject
+def subject_kind(subject: str) -> str:
+    """'forward' or 'reply' from the outermost prefix (Fwd:, FW:, WG: / Re:, AW:), else ''."""
+    rest = subject[:MAX_SUBJECT_CHARS]
     while True:
         stripped = re.sub(r"^\s*\[[^\]]{0,30}\]\s*", "", rest, count=1)
         if stripped == rest:
             break
         rest = stripped
-    return bool(_FORWARD_PREFIX.match(rest))
+    if _FORWARD_PREFIX.match(rest):
+        return "forward"
+    if _REPLY_PREFIX.match(rest):
+        return "reply"
+    return ""

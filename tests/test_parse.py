@@ -951,3 +951,31 @@ def test_quadratic_parameter_headers_are_bounded():
     assert isinstance(timed(raw.encode(), limit=2.0), Question)
     raw = f"From: a@clinic.example.org\nContent-Type: text/plain; {nasty}\n\nE11.9\n"
     assert isinstance(timed(raw.encode(), limit=2.0), Question)
+
+
+def test_header_like_block_with_nothing_above_is_kept_unless_a_reply():
+    letter = (
+        "From: Dr. Y, cardiology\nDate: 3/4/2025\nTo: Dr. Z\nSubject: referral\n\nCHF with EF 35%, which I50 code?\n"
+    )
+    assert parse_message(simple(subject="referral letter", body=letter)).body.endswith("which I50 code?")
+    assert parse_message(simple(subject="RE: referral letter", body=letter)).body == ""
+    attribution = "On Mon, Bob <b@x.example> wrote:\nWhich I50 code for CHF with EF 35%?\n"
+    assert parse_message(simple(subject="", body=attribution)).body == "Which I50 code for CHF with EF 35%?"
+    assert parse_message(simple(subject="Re: CHF", body=attribution)).body == ""
+
+
+@pytest.mark.parametrize(
+    ("subject", "kind"),
+    [
+        ("Fwd: x", "forward"),
+        ("[EXTERNAL] FW: x", "forward"),
+        ("WG: x", "forward"),
+        ("RE: FW: x", "reply"),
+        ("AW: x", "reply"),
+        ("x", ""),
+        ("Fwd x", ""),
+        ("[ext] [secure] Re[3]: x", "reply"),
+    ],
+)
+def test_subject_kind(subject, kind):
+    assert parse.subject_kind(subject) == kind
