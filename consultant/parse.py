@@ -15,14 +15,18 @@ header decoding, rather than mail-parser or `policy.default`:
   the MIME tree; every value we keep is decoded here, in linear time, with
   rules we control: RFC 2047 words, raw 8-bit bytes (UTF-8, else
   Windows-1252), unknown charsets (never a LookupError).
-* Email address parsing is strict and ours: 3.11.7 lacks the CVE-2023-27043
-  fix (`getaddresses(strict=True)`), so ambiguous From values are refused
+* Email address parsing is strict and ours on every Python version: 3.11.7
+  lacks the CVE-2023-27043 fix, and even `getaddresses(strict=True)` splits
+  on a comma inside an encoded display name (`=?utf-8?q?Doe,_John?=`), so it
+  is not used where it exists either. Ambiguous From values are refused
   rather than guessed (`alice@example.org)<bob@example.org>`, `a@b@c`, two
-  addresses, group syntax).
+  addresses, group syntax, '@' in an unquoted display name).
 
 HTML-only mail is turned into text by html2text. Costs are capped before any
-work grows with the input: message size, header block, MIME depth and part
-count, bytes decoded per part, HTML fed to html2text, and text scanned.
+work grows with the input: message size, header block, MIME parameter
+headers (compat32's own splitter is quadratic too, see `_BoundedMessage`),
+MIME depth and part count, bytes decoded per part, HTML fed to html2text, and
+text scanned. The limits are the MAX_* constants below.
 """
 
 from __future__ import annotations
