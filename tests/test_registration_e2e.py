@@ -117,11 +117,6 @@ def test_register_by_email_then_the_quota_grows(engine, imap_server, smtp_sink, 
     assert kinds == ["balance", "confirm", "confirm", "question", "register"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accounts.detect_command reads the subject first: a reply to the register email keeps the subject "
-    "'Re: register', so the code in its first line starts a new registration instead of confirming",
-)
 def test_replying_to_the_register_email_with_the_code_registers(engine, imap_server, smtp_sink, worker) -> None:  # type: ignore[no-untyped-def]
     deliver(imap_server, reply_with(ANN, "register", "register"))
     worker()
