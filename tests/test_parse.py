@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -469,7 +470,7 @@ def test_other_encodings(charset, text):
     """P10: UTF-7, GB18030, ISO-2022-JP and friends come out as the right text."""
     raw = (
         f"From: a@clinic.example.org\nSubject: =?{charset}?b?".encode()
-        + __import__("base64").b64encode(text.encode(charset))
+        + base64.b64encode(text.encode(charset))
         + f"?=\nContent-Type: text/plain; charset={charset}\nContent-Transfer-Encoding: 8bit\n\n".encode()
         + text.encode(charset)
         + b"\n"
