@@ -23,7 +23,7 @@ MAIL = Path(__file__).parent / "fixtures" / "mail"
 FIXTURES = sorted(MAIL.glob("*.eml"))
 HUMAN = [p for p in FIXTURES if p.name.startswith("h")]
 # Five fuzz tests; in CI they add up to the checklist's 100,000 generated inputs per run.
-FUZZ_EXAMPLES = int(os.environ.get("PARSE_FUZZ_EXAMPLES", "20000" if os.environ.get("CI") else "300"))
+FUZZ_EXAMPLES = int(os.environ.get("PARSE_FUZZ_EXAMPLES", "25000" if os.environ.get("CI") else "300"))
 
 
 def load(name: str) -> bytes:
