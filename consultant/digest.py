@@ -29,7 +29,7 @@ from email.utils import format_datetime
 from sqlalchemy import case as sql_case
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from consultant.db import session_scope
 from consultant.models import Account, Case, CaseStatus, Outbox, OutboxStatus, Tier
@@ -84,10 +84,11 @@ def build_digest(
     *,
     now: datetime,
     admin_url: str = "",
-    policy: QuotaPolicy = QuotaPolicy(),
+    policy: QuotaPolicy | None = None,
     window: timedelta = WINDOW,
     limit: int = 50,
 ) -> Digest:
+    policy = policy or QuotaPolicy()
     since = now - window
     base = admin_url.rstrip("/")
     counts = {status.value: 0 for status in CaseStatus}
@@ -95,20 +96,20 @@ def build_digest(
     for status, count in session.exec(select(Case.status, func.count()).where(in_window).group_by(Case.status)):
         counts[CaseStatus(status).value] = count
     waiting_query = select(Case).where(Case.status == CaseStatus.needs_review)
-    waiting = session.exec(waiting_query.order_by(Case.received_at, Case.id).limit(limit)).all()
+    waiting = session.exec(waiting_query.order_by(col(Case.received_at), col(Case.id)).limit(limit)).all()
     waiting_total = session.exec(
         select(func.count()).select_from(Case).where(Case.status == CaseStatus.needs_review)
     ).one()
     failures = session.exec(
         select(Case)
-        .where(Case.status.in_([s.value for s in FAILED]), Case.updated_at > since)  # type: ignore[attr-defined]
-        .order_by(Case.updated_at.desc(), Case.id.desc())  # type: ignore[union-attr]
+        .where(col(Case.status).in_([s.value for s in FAILED]), Case.updated_at > since)
+        .order_by(col(Case.updated_at).desc(), col(Case.id).desc())
         .limit(limit)
     ).all()
     failed_sends = session.exec(
         select(func.count()).select_from(Outbox).where(Outbox.status == OutboxStatus.failed)
     ).one()
-    bonus = sql_case((Account.tier == Tier.guest, 0), else_=policy.free_answers)
+    bonus = sql_case((col(Account.tier) == Tier.guest, 0), else_=policy.free_answers)
     allowance = policy.guest_answers + bonus + Account.extra_answers
     full = select(Account, allowance).where(Account.active.is_(True), Account.answered >= allowance)  # type: ignore[attr-defined]
     at_limit = [

@@ -67,14 +67,14 @@ def format_report(report: QueueReport) -> str:
     return "\n".join(lines)
 
 
-def summary_text(session: Session, *, now: datetime, admin_url: str = "", policy: QuotaPolicy = QuotaPolicy()) -> str:
+def summary_text(session: Session, *, now: datetime, admin_url: str = "", policy: QuotaPolicy | None = None) -> str:
     """The queue report, then the daily digest's text: what `consultant report` prints."""
     _, digest, _ = render_digest(build_digest(session, now=now, admin_url=admin_url, policy=policy))
     return format_report(build_report(session)) + "\n\n" + digest.rstrip("\n")
 
 
 def write_html(
-    session: Session, path: Path, *, now: datetime, admin_url: str = "", policy: QuotaPolicy = QuotaPolicy()
+    session: Session, path: Path, *, now: datetime, admin_url: str = "", policy: QuotaPolicy | None = None
 ) -> None:
     """Write the daily digest as an HTML page to `path`."""
     _, _, html = render_digest(build_digest(session, now=now, admin_url=admin_url, policy=policy))

@@ -29,7 +29,7 @@ from email import message_from_bytes
 from email.policy import compat32
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from consultant import cases
 from consultant.codes.lookup import lookup
@@ -273,7 +273,7 @@ def _case_in_review(session: Session, case_id: int) -> Case:
 def _held_rows(session: Session, case_id: int) -> list[Outbox]:
     return list(
         session.exec(
-            select(Outbox).where(Outbox.case_id == case_id, Outbox.status == OutboxStatus.held).order_by(Outbox.id)
+            select(Outbox).where(Outbox.case_id == case_id, Outbox.status == OutboxStatus.held).order_by(col(Outbox.id))
         ).all()
     )
 

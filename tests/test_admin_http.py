@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -15,7 +15,6 @@ from consultant.db import session_scope
 from consultant.models import Account, AuditEntry, Case, CaseStatus, Outbox, OutboxStatus, StaffUser, Tier
 from consultant.staff import create_staff, set_password
 from tests.test_review import ADDRESS, NOW, add_codes, held_case
-
 
 STAFF_EMAIL, STAFF_PASSWORD = "staff@caseconsultant.example", "correct horse battery"
 SECRET = "k" * 20 + "0123456789abcdefghij"

@@ -90,7 +90,7 @@ def worker(engine, smtp_sink) -> Services:  # type: ignore[no-untyped-def]
     )
     for minutes, (sender, subject, text) in enumerate(QUESTIONS):
         services.inbox.deliver(question(text, sender=sender, subject=subject))
-        run_once(services, now=lambda: NOW + timedelta(minutes=7 * minutes))
+        run_once(services, now=lambda at=NOW + timedelta(minutes=7 * minutes): at)
     with session_scope(engine) as session:
         create_staff(session, STAFF, PASSWORD, now=NOW)
     return services

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
+from consultant.cases import record_case
 from consultant.db import session_scope
 from consultant.digest import build_digest, queue_digest, render_digest, send_daily_digest
 from consultant.inbox import MailRef
-from consultant.cases import record_case
 from consultant.models import Account, Case, CaseStatus, Outbox, OutboxStatus, Tier
 from consultant.outbox import MemoryTransport, deliver_pending
 from consultant.quota import QuotaPolicy
@@ -97,7 +97,7 @@ def test_digest_escapes_whatever_the_sender_wrote(subject: str) -> None:
 
 def test_digest_is_queued_once_per_day_per_address_and_sent_by_the_outbox(db_engine) -> None:
     seeded(db_engine)
-    kwargs = dict(recipients=STAFF, address=ADDRESS, admin_url="https://admin.example", policy=QuotaPolicy())
+    kwargs = {"recipients": STAFF, "address": ADDRESS, "admin_url": "https://admin.example", "policy": QuotaPolicy()}
     assert send_daily_digest(db_engine, now=NOW, **kwargs) == 2  # type: ignore[arg-type]
     assert send_daily_digest(db_engine, now=NOW + timedelta(minutes=5), **kwargs) == 0  # type: ignore[arg-type]
     transport = MemoryTransport()

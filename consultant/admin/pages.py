@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import String, cast, func, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from consultant.models import Account, AuditEntry, Case, CaseStatus, Outbox, OutboxStatus, Tier
 from consultant.quota import QuotaPolicy, QuotaState, quota_state
@@ -140,13 +140,13 @@ def queue_page(session: Session, flt: QueueFilter, *, page_size: int = 25) -> Qu
         select(Case, Account.tier)
         .join(Account, Account.email == Case.sender, isouter=True)  # type: ignore[arg-type]
         .where(*conditions)
-        .order_by(Case.received_at.desc(), Case.id.desc())  # type: ignore[attr-defined]
+        .order_by(col(Case.received_at).desc(), col(Case.id).desc())
         .offset((page - 1) * page_size)
         .limit(page_size)
     ).all()
     return QueuePage(
         counts=counts,
-        rows=[_queue_row(case, tier) for case, tier in rows],
+        rows=[_queue_row(case, Tier(tier) if tier else None) for case, tier in rows],
         total=int(total),
         page=page,
         pages=pages,
@@ -218,9 +218,9 @@ def case_page(session: Session, case_id: int, *, policy: QuotaPolicy) -> CasePag
         return None
     replies = [
         _reply_view(row)
-        for row in session.exec(select(Outbox).where(Outbox.case_id == case_id).order_by(Outbox.id)).all()
+        for row in session.exec(select(Outbox).where(Outbox.case_id == case_id).order_by(col(Outbox.id))).all()
     ]
-    audit = list(session.exec(select(AuditEntry).where(AuditEntry.case_id == case_id).order_by(AuditEntry.id)))
+    audit = list(session.exec(select(AuditEntry).where(AuditEntry.case_id == case_id).order_by(col(AuditEntry.id))))
     held = case.status == CaseStatus.needs_review and any(r.status == OutboxStatus.held.value for r in replies)
     editing = "\n".join(f"{c.get('system', '')} {c.get('code', '')}".strip() for c in reported_codes(case))
     return CasePage(

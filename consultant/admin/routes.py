@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from sqlmodel import Session
 
 from consultant.admin import accounts as account_actions
 from consultant.admin.app import REPLY_CSP, AdminState
