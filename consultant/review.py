@@ -262,7 +262,11 @@ def _greeting_name(case: Case) -> str:
 
 
 def _case_in_review(session: Session, case_id: int) -> Case:
-    case = session.get(Case, case_id)
+    # The row lock makes a second staff member's simultaneous action wait, then see the new status
+    # (SQLite has no FOR UPDATE, but its BEGIN IMMEDIATE serialises the two transactions the same way).
+    case = session.exec(
+        select(Case).where(Case.id == case_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
     if case is None:
         raise ReviewError(f"there is no case #{case_id}")
     if case.status != CaseStatus.needs_review:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 
@@ -232,6 +233,30 @@ def test_retry_puts_a_failed_send_back_and_restores_the_case(db_engine) -> None:
     assert actions[-1][1] == "retry_send" and "550" in actions[-1][2]
     with pytest.raises(ReviewError, match="only a failed reply"):
         act(db_engine, retry_send, failed.id)
+
+
+def test_two_staff_approving_at_once_charge_and_send_once(db_engine) -> None:
+    held_case(db_engine)
+    case_id = only_case(db_engine).id
+    outcome: list[object] = []
+
+    def second_reviewer() -> None:
+        try:
+            outcome.append(act(db_engine, approve_case, case_id, policy=POLICY, address=ADDRESS))
+        except ReviewError as exc:
+            outcome.append(str(exc))
+
+    with session_scope(db_engine) as first:
+        approve_case(first, case_id, actor=STAFF, policy=POLICY, address=ADDRESS, now=NOW)
+        other = threading.Thread(target=second_reviewer)
+        other.start()
+        other.join(timeout=0.5)
+        assert other.is_alive()  # waits for the first reviewer's transaction
+    other.join(timeout=30)
+    assert outcome == [f"case #{case_id} is answered, not waiting for review"]
+    with Session(db_engine) as session:
+        assert session.exec(select(Account)).one().answered == 1
+    assert [r.status for r in outbox_rows(db_engine)] == [OutboxStatus.pending]
 
 
 def test_parse_code_list() -> None:

@@ -45,7 +45,10 @@ def _count(value: str | int, *, name: str, low: int = 0) -> int:
 
 
 def _get(session: Session, account_id: int) -> Account:
-    account = session.get(Account, account_id)
+    # Locked, so a grant and the pipeline's charge (or two grants) never overwrite each other.
+    account = session.exec(
+        select(Account).where(Account.id == account_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
     if account is None:
         raise ReviewError(f"there is no account #{account_id}")
     return account
