@@ -45,7 +45,7 @@ def _count(value: str | int, *, name: str, low: int = 0) -> int:
 
 
 def _get(session: Session, account_id: int) -> Account:
-    # Locked, so a grant and the pipeline's charge (or two grants) never overwrite each other.
+    # Locked, so two staff changing one account at once (two grants, say) both count.
     account = session.exec(
         select(Account).where(Account.id == account_id).with_for_update().execution_options(populate_existing=True)
     ).first()
