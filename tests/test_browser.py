@@ -8,6 +8,8 @@ fails. It saves the queue and case pages as docs/screenshots/queue.png and case.
 
 from __future__ import annotations
 
+import tempfile
+
 import os
 import threading
 import time
@@ -32,7 +34,12 @@ from tests.test_review import ADDRESS, add_codes
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The screenshots in docs/ are refreshed only on request, so a test run leaves the checkout clean.
+SCREENSHOTS = (
+    Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    if os.environ.get("CONSULTANT_SAVE_SCREENSHOTS")
+    else Path(tempfile.mkdtemp(prefix="cc-screens-"))
+)
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 STAFF, PASSWORD = "lead@caseconsultant.example", "correct horse battery"
 
