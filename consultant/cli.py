@@ -12,6 +12,7 @@
                                   serve the staff admin pages
     consultant staff add EMAIL [--password-stdin]
                                   create a staff login for the admin pages
+    consultant purge [--days N]   purge question text older than the retention period
 
 A bad setting prints one line naming it and exits 2; never a traceback.
 """
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--host", help="listen address (default CONSULTANT_ADMIN_HOST, 127.0.0.1)")
     admin.add_argument("--port", type=int, help="port (default CONSULTANT_ADMIN_PORT, 8080)")
 
+    purge = sub.add_parser("purge", help="purge question text older than the retention period now")
+    purge.add_argument("--days", type=int, default=None, help="override CONSULTANT_RETENTION_DAYS")
+
     staff = sub.add_parser("staff", help="staff logins for the admin pages")
     staff_sub = staff.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
     staff_add = staff_sub.add_parser("add", help="create a staff login (asks for the password)")
@@ -109,6 +113,15 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from consultant.codes.commands import run_codes_command
 
         return run_codes_command(args, open_engine(settings, load_codes=False))
+    if args.command == "purge":
+        from consultant.retention import purge_expired
+
+        days = args.days if args.days is not None else settings.retention_days
+        if days < 1:
+            raise ConfigError("--days", "must be at least 1")
+        purged = purge_expired(open_engine(settings, load_codes=False), now=datetime.now(timezone.utc), days=days)
+        print(f"Purged {purged} cases older than {days} days.")
+        return 0
     if args.command == "staff":
         return add_staff(open_engine(settings, load_codes=False), email=args.email, from_stdin=args.password_stdin)
     engine = open_engine(settings)
@@ -179,6 +192,7 @@ def run_service(settings: Settings, engine, *, forever: bool, demo: bool) -> int
             digest_to=settings.staff_addresses,
             digest_at=settings.digest_time,
             admin_url=settings.admin_base_url,
+            retention_days=settings.retention_days,
         )
         return 0
     finally:

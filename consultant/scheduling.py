@@ -122,6 +122,20 @@ def add_digest_job(
     )
 
 
+def purge(services: Services, *, days: int) -> int:
+    """The retention job: purge question text older than `days` (see retention.py)."""
+    from consultant.retention import purge_expired
+
+    try:
+        purged = purge_expired(services.engine, now=utcnow(), days=days)
+    except Exception:  # noqa: BLE001 - the purge must never stop the worker
+        log.exception("retention purge failed")
+        return 0
+    if purged:
+        log.info("retention: purged %d cases older than %d days", purged, days)
+    return purged
+
+
 def run_forever(
     services: Services,
     *,
@@ -130,6 +144,7 @@ def run_forever(
     digest_to: tuple[str, ...] = (),
     digest_at: str = "off",
     admin_url: str = "",
+    retention_days: int = 30,
 ) -> None:
     scheduler = BlockingScheduler(timezone="UTC")
     scheduler.add_job(
@@ -145,6 +160,17 @@ def run_forever(
     if on_started is not None:
         scheduler.add_job(on_started, "date", run_date=datetime.now().astimezone() + timedelta(seconds=1))
     add_digest_job(scheduler, services, digest_to=digest_to, digest_at=digest_at, admin_url=admin_url)
+    scheduler.add_job(
+        purge,
+        "interval",
+        args=[services],
+        kwargs={"days": retention_days},
+        hours=1,
+        next_run_time=datetime.now().astimezone() + timedelta(seconds=5),
+        max_instances=1,
+        coalesce=True,
+        id="purge",
+    )
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %s: stopping after the current poll", signum)

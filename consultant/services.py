@@ -18,7 +18,7 @@ from consultant.embedded import EmbeddedMail
 from consultant.errors import ConfigError, MailboxError, SendError
 from consultant.inbox import ImapConfig, ImapInbox
 from consultant.outbox import SmtpConfig, SmtpTransport
-from consultant.pipeline import ReviewPolicy, Services
+from consultant.pipeline import ReplyCaps, ReviewPolicy, Services
 from consultant.quota import QuotaPolicy
 from consultant.settings import Settings, imap_port, smtp_port
 
@@ -79,6 +79,9 @@ def build_services(settings: Settings, engine: Engine, *, embedded: EmbeddedMail
         batch_size=settings.imap_batch,
         send_attempts=settings.send_attempts,
         review=ReviewPolicy(below_confidence=settings.review_below, no_codes=settings.review_no_codes),
+        authserv_id=settings.authserv_id,
+        caps=ReplyCaps(per_hour=settings.reply_cap_hour, per_day=settings.reply_cap_day),
+        mailbox_name=settings.imap_folder,
     )
 
 

@@ -49,6 +49,10 @@ class Settings:
     free_answers: int = 5
     send_attempts: int = 6
     review_below: float = 0.5
+    retention_days: int = 30
+    authserv_id: str = ""
+    reply_cap_hour: int = 5
+    reply_cap_day: int = 20
     review_no_codes: bool = True
     embedded_imap_port: int = 11143
     embedded_smtp_port: int = 10025
@@ -163,6 +167,10 @@ ENV_FIELDS: dict[str, tuple[str, object]] = {
     "CONSULTANT_FREE_ANSWERS": ("free_answers", _int),
     "CONSULTANT_SEND_ATTEMPTS": ("send_attempts", _int),
     "CONSULTANT_REVIEW_BELOW": ("review_below", _fraction),
+    "CONSULTANT_RETENTION_DAYS": ("retention_days", _int),
+    "CONSULTANT_AUTHSERV_ID": ("authserv_id", _str),
+    "CONSULTANT_REPLY_CAP_HOUR": ("reply_cap_hour", _int),
+    "CONSULTANT_REPLY_CAP_DAY": ("reply_cap_day", _int),
     "CONSULTANT_REVIEW_NO_CODES": ("review_no_codes", _bool),
     "CONSULTANT_EMBEDDED_IMAP_PORT": ("embedded_imap_port", _int),
     "CONSULTANT_EMBEDDED_SMTP_PORT": ("embedded_smtp_port", _int),
@@ -214,6 +222,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("CONSULTANT_DATABASE_URL", "is not a database URL") from None
     if url.get_backend_name() not in {"sqlite", "postgresql"}:
         raise ConfigError("CONSULTANT_DATABASE_URL", "must be sqlite:/// or postgresql+psycopg://")
+    if settings.retention_days < 1:
+        raise ConfigError("CONSULTANT_RETENTION_DAYS", "must be at least 1")
+    if settings.reply_cap_hour < 1 or settings.reply_cap_day < settings.reply_cap_hour:
+        raise ConfigError("CONSULTANT_REPLY_CAP_DAY", "caps must be at least 1, and the daily cap at least the hourly one")
     if settings.poll_seconds < 1:
         raise ConfigError("CONSULTANT_POLL_SECONDS", "must be at least 1")
     if not 1 <= settings.imap_batch <= 1000:

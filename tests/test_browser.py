@@ -8,9 +8,8 @@ fails. It saves the queue and case pages as docs/screenshots/queue.png and case.
 
 from __future__ import annotations
 
-import tempfile
-
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
