@@ -9,7 +9,8 @@ Answering is shared out by claims: `claim_cases` marks up to N `received`
 cases as this worker's for a while, in one statement (`FOR UPDATE SKIP
 LOCKED` on PostgreSQL, so workers never wait on each other's rows; on
 SQLite the IMMEDIATE transaction serialises the claim). A worker that dies
-leaves its claim to expire, and another takes the case.
+leaves its claim to expire, and another takes the case; on the same host a
+claim whose holder is provably dead is free at once (`lease.dead_holders`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlmodel import Session, select
 from consultant.db import session_scope
 
 from consultant.inbox import MailRef
+from consultant.lease import dead_holders
 from consultant.models import Case, CaseStatus
 
 FINISHED = {
@@ -101,11 +103,19 @@ def close_case(
 def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
     """Claim up to `limit` received cases for `holder`; returns their ids, oldest first."""
     with session_scope(engine) as session:
+        held = session.exec(
+            select(Case.claimed_by)
+            .where(Case.status == CaseStatus.received, Case.claimed_until >= now)  # type: ignore[operator]
+            .distinct()
+        ).all()
+        dead = dead_holders(held)
         free = (
             select(Case.id)
             .where(
                 Case.status == CaseStatus.received,
-                (Case.claimed_until.is_(None)) | (Case.claimed_until < now),  # type: ignore[union-attr]
+                (Case.claimed_until.is_(None))  # type: ignore[union-attr]
+                | (Case.claimed_until < now)  # type: ignore[operator]
+                | (Case.claimed_by.in_(dead)),  # type: ignore[union-attr]
             )
             .order_by(Case.id)
             .limit(limit)

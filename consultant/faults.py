@@ -7,8 +7,13 @@ with SIGKILL: no cleanup, no finally blocks, exactly like `kill -9`.
 
 Points, in pipeline order (checklist ids in brackets):
   after_fetch [CP1], after_record [CP2], during_match [CP3],
-  after_outbox_commit [CP4], after_smtp_accept [CP6], after_mark_sent [CP7],
-  during_ack [CP8] (between COPY and EXPUNGE on servers without MOVE).
+  after_outbox_commit [CP4], after_data_sent [CP5] (the message went out
+  after DATA, the server's reply not yet read), after_smtp_accept [CP6],
+  after_mark_sent [CP7], during_ack [CP8] (between COPY and EXPUNGE on
+  servers without MOVE; right after the MOVE otherwise).
+
+With CONSULTANT_TEST_CRASH_LOG naming a file, the point's name is appended
+to it just before the kill, so a harness can count kills per point.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import signal
 from functools import lru_cache
 
 ENV = "CONSULTANT_TEST_CRASH"
+LOG_ENV = "CONSULTANT_TEST_CRASH_LOG"
 
 
 @lru_cache(maxsize=1)
@@ -34,4 +40,8 @@ def _armed() -> dict[str, float]:
 def crash_point(name: str) -> None:
     chance = _armed().get(name)
     if chance is not None and random.random() < chance:
+        log_path = os.environ.get(LOG_ENV)
+        if log_path:
+            with open(log_path, "a", encoding="ascii") as log:
+                log.write(f"{name}\n")
         os.kill(os.getpid(), signal.SIGKILL)

@@ -13,6 +13,7 @@ Every socket operation runs under a timeout; imaplib/socket errors become
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.util import to_bytes
 
 from consultant.errors import MailboxError
+from consultant.faults import crash_point
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
@@ -98,13 +102,21 @@ class ImapInbox:
         try:
             if not client.folder_exists(cfg.processed_folder):
                 client.create_folder(cfg.processed_folder)
-            selected = client.select_folder(cfg.folder)
+            self._select(client)
         except (OSError, IMAPClientError) as exc:
             _quietly_logout(client)
             raise MailboxError(f"cannot open IMAP folder {cfg.folder!r}: {_describe(exc)}") from None
-        self._uidvalidity = int(selected[b"UIDVALIDITY"])
         self._client = client
         return client
+
+    def _select(self, client: IMAPClient) -> None:
+        """SELECT the folder and note its UIDVALIDITY; a change means the folder was recreated."""
+        selected = client.select_folder(self.config.folder)
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        if self._uidvalidity and uidvalidity != self._uidvalidity:
+            log.warning("IMAP folder %r has a new UIDVALIDITY; known messages are matched by Message-ID "
+                        "and content", self.config.folder)
+        self._uidvalidity = uidvalidity
 
     def close(self) -> None:
         if self._client is not None:
@@ -112,8 +124,11 @@ class ImapInbox:
             self._client = None
 
     def _fail(self, what: str, exc: BaseException) -> MailboxError:
-        # A broken connection is dropped so the next poll starts clean.
-        self.close()
+        # A broken connection is dropped so the next poll starts clean. No LOGOUT:
+        # on a stalled server it would wait out the timeout a second time.
+        if self._client is not None:
+            _quietly_shutdown(self._client)
+            self._client = None
         return MailboxError(f"IMAP {what} failed: {_describe(exc)}")
 
     # -- protocol ---------------------------------------------------------
@@ -125,7 +140,9 @@ class ImapInbox:
     def fetch_batch(self, limit: int) -> list[FetchedMessage]:
         client = self._connect()
         try:
-            client.noop()  # lets the server report new mail on a reused connection
+            # SELECT again on every poll, not NOOP: a folder deleted and recreated under a
+            # reused connection can otherwise stay selected as an empty ghost (Dovecot does).
+            self._select(client)
             uids = sorted(client.search(["UNDELETED"]))[:limit]
             if not uids:
                 return []
@@ -157,8 +174,10 @@ class ImapInbox:
         try:
             if client.has_capability("MOVE"):
                 client.move(uids, self.config.processed_folder)
+                crash_point("during_ack")
                 return
             client.copy(uids, self.config.processed_folder)
+            crash_point("during_ack")  # copied, not yet expunged: the next poll sees them again
             client.add_flags(uids, [b"\\Deleted"], silent=True)
             if client.has_capability("UIDPLUS"):
                 client.uid_expunge(uids)
@@ -174,6 +193,13 @@ class ImapInbox:
             client.append(folder or self.config.folder, to_bytes(raw))
         except (OSError, IMAPClientError) as exc:
             raise self._fail("append", exc) from None
+
+
+def _quietly_shutdown(client: IMAPClient) -> None:
+    try:
+        client.shutdown()
+    except Exception:  # noqa: BLE001 - the connection is being thrown away anyway
+        pass
 
 
 def _quietly_logout(client: IMAPClient) -> None:

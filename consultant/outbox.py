@@ -5,6 +5,18 @@ records the case's outcome) before any SMTP traffic. `deliver_pending`
 drains due rows over one reused SMTP connection: a row is marked sent
 only after the server accepted it; a 4xx or network error schedules a
 retry with exponential backoff; a 5xx marks it failed at once.
+
+Three failures are told apart because they call for different things:
+
+* `SmtpUnavailable`: we could not connect, start TLS or log in. No message
+  is at fault, so the row is retried and the drain stops there (the other
+  rows wait for the next poll instead of each timing out in turn).
+* `AmbiguousSendError`: the whole message went out after DATA and then the
+  connection failed or timed out before the server's reply (RFC 1047). The
+  server may have it. The row keeps `sending_since`, so the retry resends
+  the identical bytes (same Message-ID) and flags the case
+  `resent_after_crash`, exactly as after a crash in the same window.
+* anything else 4xx or network: a plain retry; 5xx: failed, no retry.
 """
 
 from __future__ import annotations
@@ -24,12 +36,21 @@ from sqlmodel import select
 from consultant.db import session_scope
 from consultant.errors import PermanentSendError, SendError
 from consultant.faults import crash_point
+from consultant.lease import dead_holders
 from consultant.models import Case, CaseStatus, Outbox, OutboxStatus
 
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=2)
+
+
+class SmtpUnavailable(SendError):
+    """No SMTP session could be opened (connect, STARTTLS, certificate, login)."""
+
+
+class AmbiguousSendError(SendError):
+    """The message was sent in full, then no reply came: the server may have it."""
 
 
 class Transport(Protocol):
@@ -49,36 +70,62 @@ class SmtpConfig:
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
 
 
+class _DataWatch:
+    """Notes when a message's final "." has gone out: from then on a failure is ambiguous."""
+
+    data_sent = False
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.data_sent = True
+            crash_point("after_data_sent")
+
+
+class _SMTP(_DataWatch, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_DataWatch, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpTransport:
     """smtplib with certificate verification and timeouts; one connection reused."""
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
-        self._smtp: smtplib.SMTP | None = None
+        self._smtp: _SMTP | _SMTPSSL | None = None
 
-    def connect(self) -> smtplib.SMTP:
+    def connect(self) -> _SMTP | _SMTPSSL:
         if self._smtp is not None:
             return self._smtp
         cfg = self.config
         context = cfg.ssl_context or ssl.create_default_context()
+        smtp: _SMTP | _SMTPSSL | None = None
         try:
             if cfg.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
+                smtp = _SMTPSSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
             else:
-                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+                smtp = _SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
                 if cfg.security == "starttls":
+                    # No STARTTLS offered, or a certificate that fails: refused, never plaintext.
                     smtp.starttls(context=context)
             if cfg.user:
                 smtp.login(cfg.user, cfg.password)
         except smtplib.SMTPAuthenticationError:
-            raise PermanentSendError("SMTP login refused for CONSULTANT_SMTP_USER") from None
+            # Our configuration is at fault, not the message: retry later, keep the outbox.
+            _drop(smtp)
+            raise SmtpUnavailable("SMTP login refused for CONSULTANT_SMTP_USER") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise SendError(f"cannot connect to SMTP server {cfg.host}:{cfg.port}: {_describe(exc)}") from None
+            _drop(smtp)
+            raise SmtpUnavailable(f"cannot connect to SMTP server {cfg.host}:{cfg.port}: {_describe(exc)}") from None
         self._smtp = smtp
         return smtp
 
     def send(self, raw: bytes, *, sender: str, recipients: list[str]) -> None:
         smtp = self.connect()
+        smtp.data_sent = False
         try:
             refused = smtp.sendmail(sender, recipients, raw)
         except smtplib.SMTPResponseException as exc:
@@ -87,13 +134,18 @@ class SmtpTransport:
                 raise PermanentSendError(f"SMTP {exc.smtp_code}: {_describe(exc)}") from None
             raise SendError(f"SMTP {exc.smtp_code}: {_describe(exc)}") from None
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
+            replies = list(exc.recipients.values())
+            codes = [code for code, _ in replies]
+            said = _reply_text(replies[0]) if replies else ""
             self._reset_after(exc)
             if codes and all(500 <= c < 600 for c in codes):
-                raise PermanentSendError(f"SMTP recipient refused ({codes[0]})") from None
-            raise SendError("SMTP recipient refused (temporary)") from None
+                raise PermanentSendError(f"SMTP {codes[0]}: recipient refused: {said}") from None
+            raise SendError(f"SMTP {codes[0] if codes else 0}: recipient refused (temporary): {said}") from None
         except (OSError, smtplib.SMTPException, socket.timeout) as exc:
+            ambiguous = smtp.data_sent
             self.close()
+            if ambiguous:
+                raise AmbiguousSendError(f"no reply after the message was sent: {_describe(exc)}") from None
             raise SendError(f"SMTP send failed: {_describe(exc)}") from None
         if refused:
             raise PermanentSendError("SMTP refused some recipients")
@@ -112,6 +164,19 @@ class SmtpTransport:
             except (OSError, smtplib.SMTPException):
                 self._smtp.close()
             self._smtp = None
+
+
+def _drop(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        try:
+            smtp.close()
+        except OSError:
+            pass
+
+
+def _reply_text(reply: tuple[int, bytes | str]) -> str:
+    text = reply[1].decode("utf-8", "replace") if isinstance(reply[1], bytes) else str(reply[1])
+    return " ".join(text.split())[:200]
 
 
 def _describe(exc: BaseException) -> str:
@@ -153,12 +218,20 @@ CLAIM_TTL = timedelta(minutes=5)
 def claim_outbox(engine: Engine, *, holder: str, limit: int, now: datetime) -> list[int]:
     """Claim due rows for `holder` (SKIP LOCKED on PostgreSQL; IMMEDIATE on SQLite)."""
     with session_scope(engine) as session:
+        held = session.exec(
+            select(Outbox.claimed_by)
+            .where(Outbox.status == OutboxStatus.pending, Outbox.claimed_until >= now)  # type: ignore[operator]
+            .distinct()
+        ).all()
+        dead = dead_holders(held)  # a worker killed mid-send: its rows are free at once
         due = (
             select(Outbox.id)
             .where(
                 Outbox.status == OutboxStatus.pending,
                 Outbox.next_attempt_at <= now,
-                (Outbox.claimed_until.is_(None)) | (Outbox.claimed_until < now),  # type: ignore[union-attr]
+                (Outbox.claimed_until.is_(None))  # type: ignore[union-attr]
+                | (Outbox.claimed_until < now)  # type: ignore[operator]
+                | (Outbox.claimed_by.in_(dead)),  # type: ignore[union-attr]
             )
             .order_by(Outbox.id)
             .limit(limit)
@@ -190,12 +263,30 @@ def deliver_pending(
     if not claimed:
         return counts
     try:
-        for outbox_id in claimed:
-            counts[_deliver_one(engine, transport, outbox_id, sender=sender, now=now,
-                                max_attempts=max_attempts, holder=holder)] += 1
+        for done, outbox_id in enumerate(claimed):
+            outcome = _deliver_one(engine, transport, outbox_id, sender=sender, now=now,
+                                   max_attempts=max_attempts, holder=holder)
+            if outcome == "unavailable":
+                counts["retry"] += 1
+                release_outbox_claims(engine, claimed[done + 1:], holder=holder)
+                break
+            counts[outcome] += 1
     finally:
         transport.close()
     return counts
+
+
+def release_outbox_claims(engine: Engine, ids: list[int], *, holder: str) -> None:
+    """Give back claims this drain will not use, so the next poll (any worker) can take them."""
+    if not ids:
+        return
+    with session_scope(engine) as session:
+        session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(ids), Outbox.claimed_by == holder)  # type: ignore[attr-defined]
+            .values(claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _deliver_one(
@@ -218,6 +309,15 @@ def _deliver_one(
         raw, recipient = row.raw, row.recipient
     try:
         transport.send(raw, sender=sender, recipients=[recipient])
+    except SmtpUnavailable as exc:
+        _record_failure(engine, outbox_id, str(exc), now=now, permanent=False, max_attempts=max_attempts)
+        log.warning("outbox %s: SMTP unavailable; sending paused until the next poll", outbox_id)
+        return "unavailable"
+    except AmbiguousSendError as exc:
+        outcome = _record_failure(engine, outbox_id, str(exc), now=now, permanent=False,
+                                  max_attempts=max_attempts, ambiguous=True)
+        log.warning("outbox %s: no reply after the message was sent; will resend the same message", outbox_id)
+        return outcome
     except PermanentSendError as exc:
         _record_failure(engine, outbox_id, str(exc), now=now, permanent=True, max_attempts=max_attempts)
         log.warning("outbox %s: permanent send failure", outbox_id)
@@ -246,14 +346,16 @@ def _deliver_one(
 
 
 def _record_failure(
-    engine: Engine, outbox_id: int, error: str, *, now: datetime, permanent: bool, max_attempts: int
+    engine: Engine, outbox_id: int, error: str, *, now: datetime, permanent: bool, max_attempts: int,
+    ambiguous: bool = False,
 ) -> str:
     with session_scope(engine) as session:
         row = session.get(Outbox, outbox_id)
         assert row is not None
         row.attempts += 1
         row.last_error = error[:500]
-        row.sending_since = None
+        if not ambiguous:
+            row.sending_since = None  # kept when the server may have it: the retry is then flagged
         row.claimed_until = None
         if permanent or row.attempts >= max_attempts:
             row.status = OutboxStatus.failed

@@ -30,9 +30,6 @@ that case failed and the rest of the batch goes on.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -47,7 +44,7 @@ from consultant.errors import SenderError, ServiceError
 from consultant.faults import crash_point
 from consultant.inbox import Inbox, MailRef
 from consultant.intake import intake_message
-from consultant.lease import acquire_lease
+from consultant.lease import acquire_lease, worker_identity
 from consultant.match.base import MatchResult, Matcher, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
 from consultant.outbox import Transport, deliver_pending
@@ -90,7 +87,7 @@ def utcnow() -> datetime:
 
 
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return worker_identity()
 
 
 @dataclass
