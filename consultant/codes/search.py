@@ -114,12 +114,18 @@ def rebuild_index(engine: Engine, *, full: bool = False) -> int:
     with engine.begin() as conn:
         ensure_index(conn)
         table, key = ("code_fts", "rowid") if _is_sqlite(conn) else ("code_search", "code_id")
+        # NOT EXISTS, not NOT IN: PostgreSQL turns a large NOT IN into a quadratic scan.
         if full:
             conn.exec_driver_sql(f"DELETE FROM {table}")
         else:
-            conn.exec_driver_sql(f"DELETE FROM {table} WHERE {key} NOT IN (SELECT id FROM code)")
+            conn.exec_driver_sql(
+                f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM code c WHERE c.id = {table}.{key})"
+            )
         rows = conn.execute(
-            text(f"SELECT id, official, plain, notes FROM code WHERE id NOT IN (SELECT {key} FROM {table})")
+            text(
+                "SELECT c.id, c.official, c.plain, c.notes FROM code c "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.{key} = c.id)"
+            )
         ).all()
         json_type = _json_loader(conn)
         pairs = [(r[0], index_text(r[1], r[2], json_type(r[3]))) for r in rows]
@@ -133,6 +139,16 @@ def forget_rows(conn: Connection, where_sql: str, params: dict) -> None:
     if _is_sqlite(conn):
         conn.execute(text(f"DELETE FROM code_fts WHERE rowid IN (SELECT id FROM code WHERE {where_sql})"), params)
     # PostgreSQL: ON DELETE CASCADE removes them with the code rows.
+
+
+def forget_ids(conn: Connection, ids: list[int]) -> None:
+    """Drop index rows of these code ids (before the codes themselves are deleted)."""
+    ensure_index(conn)
+    table, key = ("code_fts", "rowid") if _is_sqlite(conn) else ("code_search", "code_id")
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        marks = ", ".join(str(int(i)) for i in part)
+        conn.exec_driver_sql(f"DELETE FROM {table} WHERE {key} IN ({marks})")
 
 
 def index_rows(conn: Connection, pairs: list[tuple[int, str]]) -> None:

@@ -189,7 +189,9 @@ def read_samples(directory: Path | None = None) -> list[Dataset]:
         out.append(ds)
     mods = Dataset(MOD, MOD_RELEASE, "CaseConsultant team, own wording", True)
     for rec in read_sample_tsv(base / MOD_FILE):
-        mods.rows.append(_row(MOD, rec["code"], rec["code"], rec["description"], MOD_RELEASE, kind="modifier"))
+        mods.rows.append(
+            _row(MOD, rec["code"], rec["code"], rec["description"], MOD_RELEASE, kind="modifier", billable=False, notes={"sample": True})
+        )
     out.append(mods)
     return out
 
