@@ -1,0 +1,91 @@
+"""A benchmark worker: the real service in burst mode, started and stopped by the bench.
+
+    python -m bench.worker            (settings from CONSULTANT_* in the environment)
+
+It builds everything exactly as `consultant run` does (load_settings,
+open_engine with migrations and the code check, check_mail, build_services)
+and then calls the scheduler's job body, `scheduling.poll`, back to back
+instead of every CONSULTANT_POLL_SECONDS: the bench measures what the
+pipeline can do, not how long the schedule waits. A pass that found nothing
+to do waits 20 ms before the next one.
+
+Protocol on stdin/stdout: prints `ready` once started, runs after a `go`
+line, stops after a `stop` line (or end of input), then prints one JSON line
+with its counts, CPU seconds (start-up and total) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import threading
+import time
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_for(word: str) -> None:
+    for line in sys.stdin:
+        if line.strip() == word:
+            return
+
+
+def main() -> int:
+    from consultant.codes.loader import ensure_codes_loaded
+    from consultant.pipeline import RunSummary
+    from consultant.scheduling import poll
+    from consultant.services import build_services, check_mail, open_engine
+    from consultant.settings import load_settings
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # open_engine(settings) would load the codes itself, through an import
+    # the codes package does not provide yet; the loader is called directly.
+    engine = open_engine(settings, load_codes=False)
+    ensure_codes_loaded(engine)
+    check_mail(settings)
+    services = build_services(settings, engine)
+    startup_cpu = cpu_seconds()
+    print("ready", flush=True)
+    wait_for("go")
+    stop = threading.Event()
+
+    def watch_stdin() -> None:
+        wait_for("stop")
+        stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    totals = {"passes": 0, "idle_passes": 0, "fetched": 0, "sent": 0, "failed_polls": 0}
+    started = time.monotonic()
+    while not stop.is_set():
+        summary: RunSummary | None = poll(services)
+        totals["passes"] += 1
+        if summary is None:
+            totals["failed_polls"] += 1
+            stop.wait(0.2)
+            continue
+        totals["fetched"] += summary.fetched
+        totals["sent"] += summary.sent
+        if not (summary.fetched or summary.sent or summary.statuses):
+            totals["idle_passes"] += 1
+            stop.wait(0.02)
+    services.inbox.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({
+        **totals,
+        "seconds": round(time.monotonic() - started, 3),
+        "startup_cpu_s": round(startup_cpu, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime - startup_cpu, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
