@@ -80,3 +80,44 @@ def pg_database():
         admin.dispose()
 
     return url, drop
+
+
+MINI_CATEGORIES = ("A00", "E11", "G35", "I10", "I21", "J06", "N20", "R10", "S52", "S06", "T36", "T07", "Z00")
+
+
+def mini_codes_db(dest, categories=MINI_CATEGORIES, pcs_per_release: int = 300):
+    """A small copy of codes_db/ (same formats): a few ICD-10-CM categories, some PCS, the samples."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from consultant.codes import sources
+
+    src = sources.data_dir()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with gzip.open(src / sources.CM_FILE, "rt", encoding="utf-8") as fh:
+        header = fh.readline()
+        nodes = [json.loads(line) for line in fh]
+    keep = [n for n in nodes if n["kind"] in ("category", "code") and n["code"].startswith(categories)]
+    chapters = {n["chapter"] for n in keep}
+    blocks = {n["block"] for n in keep}
+    heads = [n for n in nodes if (n["kind"] == "chapter" and n["code"] in chapters) or (n["kind"] == "block" and n["code"] in blocks)]
+    with gzip.open(dest / sources.CM_FILE, "wt", encoding="utf-8") as fh:
+        fh.write(header)
+        for n in heads + keep:
+            fh.write(json.dumps(n) + "\n")
+    with gzip.open(src / sources.PCS_FILE, "rt", encoding="utf-8") as fh:
+        lines = fh.readlines()
+    per: dict[str, int] = {}
+    out = [lines[0]]
+    for line in lines[1:]:
+        rel = line.split("\t")[3]
+        if per.get(rel, 0) < pcs_per_release or line.startswith(("0SG60", "0DTJ")):
+            per[rel] = per.get(rel, 0) + 1
+            out.append(line)
+    with gzip.open(dest / sources.PCS_FILE, "wt", encoding="utf-8") as fh:
+        fh.writelines(out)
+    for name in (sources.CPT_SAMPLE_FILE, sources.HCPCS_SAMPLE_FILE, sources.MOD_FILE):
+        (dest / name).write_bytes((src / name).read_bytes())
+    return dest

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
@@ -103,22 +104,24 @@ def replace_dataset(conn: Connection, ds: sources.Dataset, *, wipe_system: bool,
     return len(rows)
 
 
-def shipped_datasets() -> list[sources.Dataset]:
-    """Every dataset in codes_db/, with plain-language descriptions filled in."""
-    datasets = list(sources.read_all())
+def shipped_datasets(directory: Path | None = None) -> list[sources.Dataset]:
+    """Every dataset in codes_db/ (or `directory`), with plain-language descriptions filled in."""
+    datasets = list(sources.read_all(directory))
     for ds in datasets:
         plain_for_rows(ds.system, ds.rows)
     return datasets
 
 
-def load_codes(engine: Engine, *, progress: bool = False) -> dict:
+def load_codes(engine: Engine, *, progress: bool = False, directory: Path | None = None) -> dict:
     """Load (or refresh) every shipped code set; returns a summary.
+
+    directory: where the shipped data is (default: codes_db/, see sources.data_dir).
 
     Summary: {"seconds": float, "releases": [{"system", "release", "codes",
     "billable", "skipped"}], "codes": total rows in `code`}.
     """
     started = time.monotonic()
-    datasets = shipped_datasets()
+    datasets = shipped_datasets(directory)
     bar = Progress(progress, sum(len(ds.rows) for ds in datasets))
     summary: dict = {"releases": []}
     pcs_first = True
@@ -154,7 +157,7 @@ def load_codes(engine: Engine, *, progress: bool = False) -> dict:
     return summary
 
 
-def missing_releases(engine: Engine) -> list[tuple[str, str]]:
+def missing_releases(engine: Engine, directory: Path | None = None) -> list[tuple[str, str]]:
     """Shipped (system, release) pairs not yet recorded in `code_release`."""
     from consultant.codes.sources import shipped_releases
 
@@ -164,16 +167,16 @@ def missing_releases(engine: Engine) -> list[tuple[str, str]]:
         customer = {s for s, r, sample in conn.execute(select(t.c.system, t.c.release, t.c.sample)) if not sample}
     return [
         (s, r)
-        for s, r, sample in shipped_releases()
+        for s, r, sample in shipped_releases(directory)
         if (s, r) not in have and not (sample and s in customer)
     ]
 
 
-def ensure_codes_loaded(engine: Engine, *, progress: bool = False) -> dict | None:
+def ensure_codes_loaded(engine: Engine, *, progress: bool = False, directory: Path | None = None) -> dict | None:
     """Load the shipped code sets if any shipped release is missing; else do nothing.
 
     Returns the `load_codes` summary, or None when everything was present.
     """
-    if not missing_releases(engine):
+    if not missing_releases(engine, directory):
         return None
-    return load_codes(engine, progress=progress)
+    return load_codes(engine, progress=progress, directory=directory)

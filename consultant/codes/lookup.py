@@ -103,24 +103,29 @@ def get_code(session: Session, system: str, code: str) -> Code | None:
     return session.exec(stmt).first()
 
 
-def _edits(code: str) -> set[str]:
-    """Every string one typo away: a wrong, missing, extra or swapped character."""
-    out: set[str] = set()
+_LOOKALIKES = (("O", "0"), ("I", "1"), ("L", "1"), ("S", "5"), ("Z", "2"), ("B", "8"))
+
+
+def _edits(code: str) -> dict[str, int]:
+    """Every string one typo away, with a cost: 0 for a swap of two neighbours or a
+    look-alike (O for 0, l for 1), 1 for a wrong, missing or extra character."""
+    out: dict[str, int] = {}
     for i in range(len(code) + 1):
         for ch in _ALPHABET:
-            out.add(code[:i] + ch + code[i:])
+            out.setdefault(code[:i] + ch + code[i:], 1)
     for i in range(len(code)):
-        out.add(code[:i] + code[i + 1 :])
+        out.setdefault(code[:i] + code[i + 1 :], 1)
         for ch in _ALPHABET:
-            out.add(code[:i] + ch + code[i + 1 :])
-        if i + 1 < len(code):
-            out.add(code[:i] + code[i + 1] + code[i] + code[i + 2 :])
-    out.discard(code)
-    # Common look-alikes typed for one another.
-    for a, b in (("O", "0"), ("I", "1"), ("L", "1"), ("S", "5"), ("Z", "2"), ("B", "8")):
-        out.add(code.replace(a, b))
-        out.add(code.replace(b, a))
-    return {c for c in out if c}
+            out.setdefault(code[:i] + ch + code[i + 1 :], 1)
+    for i in range(len(code) - 1):
+        out[code[:i] + code[i + 1] + code[i] + code[i + 2 :]] = 0
+    for a, b in _LOOKALIKES:
+        for i, ch in enumerate(code):
+            if ch in (a, b):
+                out[code[:i] + (b if ch == a else a) + code[i + 1 :]] = 0
+    out.pop(code, None)
+    out.pop("", None)
+    return out
 
 
 def near_codes(session: Session, text: str, limit: int = 5, system: str | None = None) -> list[Code]:
@@ -133,7 +138,8 @@ def near_codes(session: Session, text: str, limit: int = 5, system: str | None =
     if not code:
         return []
     sysname = system_name(system)
-    candidates = sorted(_edits(code))
+    edits = _edits(code)
+    candidates = sorted(edits)
     found: list[Code] = []
     for start in range(0, len(candidates), 500):
         stmt = select(Code).where(Code.code.in_(candidates[start : start + 500]), Code.status == "valid")
@@ -144,7 +150,7 @@ def near_codes(session: Session, text: str, limit: int = 5, system: str | None =
     def rank(c: Code) -> tuple:
         same_len = len(c.code) == len(code)
         same_prefix = sum(1 for a, b in zip(c.code, code) if a == b)
-        return (not c.billable, not same_len, -same_prefix, SYSTEM_ORDER.get(c.system, 9), c.code)
+        return (edits[c.code], not c.billable, not same_len, -same_prefix, SYSTEM_ORDER.get(c.system, 9), c.code)
 
     found.sort(key=rank)
     if len(found) < limit:
