@@ -32,7 +32,7 @@ def open_engine(settings: Settings, *, load_codes: bool = True) -> Engine:
     except SQLAlchemyError as exc:
         raise ConfigError("CONSULTANT_DATABASE_URL", f"cannot open the database ({type(exc).__name__})") from None
     if load_codes:
-        from consultant.codes import ensure_codes_loaded
+        from consultant.codes.loader import ensure_codes_loaded
 
         ensure_codes_loaded(engine)
     return engine
