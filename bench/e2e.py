@@ -102,6 +102,7 @@ def run_round(
         "worker_cpu_s": round(sum(r.get("cpu_s", 0) for r in results), 2),
         "worker_peak_rss_mb": max((r.get("peak_rss_mb", 0) for r in results), default=0),
         "worker_passes": [r.get("passes", 0) for r in results],
+        "busy_passes": [r.get("busy_passes", []) for r in results],
         "machine": machine,
     }
     if setup.database_url:

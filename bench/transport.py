@@ -3,7 +3,7 @@
     python -m bench.transport          (CONSULTANT_IMAP_* / CONSULTANT_SMTP_* from the environment)
 
 The same servers, batch size and connection reuse as the pipeline, and the
-same IMAP commands per batch (NOOP, UID SEARCH UNDELETED, UID FETCH
+same IMAP commands per batch (SELECT, UID SEARCH UNDELETED, UID FETCH
 RFC822.SIZE, UID FETCH BODY.PEEK[], one UID MOVE), one SMTP connection per
 batch as `deliver_pending` opens, and a fixed reply of a real reply's size
 for every message: no parsing, matching, rendering or database. It answers
@@ -67,7 +67,7 @@ def main() -> int:
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     while not stop.is_set():
         passes += 1
-        imap.noop()
+        imap.select_folder("INBOX")  # as ImapInbox.fetch_batch does on every poll
         uids = sorted(imap.search(["UNDELETED"]))[:batch]
         if not uids:
             stop.wait(0.02)

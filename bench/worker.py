@@ -36,7 +36,6 @@ def wait_for(word: str) -> None:
 
 
 def main() -> int:
-    from consultant.codes.loader import ensure_codes_loaded
     from consultant.pipeline import RunSummary
     from consultant.scheduling import poll
     from consultant.services import build_services, check_mail, open_engine
@@ -45,10 +44,7 @@ def main() -> int:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # open_engine(settings) would load the codes itself, through an import
-    # the codes package does not provide yet; the loader is called directly.
-    engine = open_engine(settings, load_codes=False)
-    ensure_codes_loaded(engine)
+    engine = open_engine(settings)
     check_mail(settings)
     services = build_services(settings, engine)
     startup_cpu = cpu_seconds()
@@ -63,7 +59,9 @@ def main() -> int:
     threading.Thread(target=watch_stdin, daemon=True).start()
     totals = {"passes": 0, "idle_passes": 0, "fetched": 0, "sent": 0, "failed_polls": 0}
     started = time.monotonic()
+    busy_passes: list[tuple[int, int, float]] = []  # (fetched, sent, seconds) of passes that did work
     while not stop.is_set():
+        pass_started = time.monotonic()
         summary: RunSummary | None = poll(services)
         totals["passes"] += 1
         if summary is None:
@@ -75,6 +73,8 @@ def main() -> int:
         if not (summary.fetched or summary.sent or summary.statuses):
             totals["idle_passes"] += 1
             stop.wait(0.02)
+        else:
+            busy_passes.append((summary.fetched, summary.sent, round(time.monotonic() - pass_started, 3)))
     services.inbox.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
@@ -83,6 +83,7 @@ def main() -> int:
         "startup_cpu_s": round(startup_cpu, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime - startup_cpu, 3),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "busy_passes": busy_passes,
     }), flush=True)
     return 0
 
