@@ -48,6 +48,10 @@ _SIDED_RE = re.compile(
     r"\bunspecified (" + "|".join(sorted((re.escape(w) for w in set(SIDED)), key=len, reverse=True)) + r")\b",
     re.IGNORECASE,
 )
+_TRAILING_SIDE_RE = re.compile(
+    r",\s*unspecified (" + "|".join(sorted((re.escape(w) for w in set(SIDED)), key=len, reverse=True)) + r")$",
+    re.IGNORECASE,
+)
 _ARTICLE_RE = re.compile(
     r"\b(of|to|at|on|in|into|from)\s+(?!the\b|a\b|an\b)(?=(?:right|left|upper|lower|middle|shaft|head|neck|base|"
     r"lateral|medial|anterior|posterior|distal|proximal|"
@@ -207,6 +211,7 @@ def _cm_title(text: str) -> str:
         text = re.sub(r",\s*unspecified$", "", text, flags=re.IGNORECASE)
         suffix = ", not further specified"
     text = re.sub(r",\s*undetermined$", ", intent not known", text, flags=re.IGNORECASE)
+    text = _TRAILING_SIDE_RE.sub(lambda m: ", side not stated" if m.group(1).lower() == "side" else f", which {m.group(1)} not stated", text)
     text = _SIDED_RE.sub(lambda m: m.group(1) + " \x00", text)
     text = _ARTICLE_RE.sub(lambda m: m.group(1) + " the ", text)
     text = lay(text) + suffix
@@ -223,15 +228,21 @@ def seventh_phrase(meaning: str) -> str:
 
 
 def _is_injury(code: str) -> bool:
-    """Injuries (S00-T34, T66-T88) versus poisonings and other 7th-character codes."""
-    if code.startswith("S"):
+    """Injuries (S00-T34, T66-T88) and external causes (V00-Y99) versus poisonings and the rest."""
+    if code.startswith(("S", "V", "W", "X", "Y")):  # injuries and their external causes
         return True
     if code.startswith("T") and code[1:3].isdigit():
         return not 36 <= int(code[1:3]) <= 65
     return False
 
 
-def describe_cm(official: str, *, code: str = "", kind: str = "code", billable: bool = True, notes: dict | None = None) -> str:
+_RANGE = re.compile(r"\s*\([A-Z0-9]{3}-[A-Z0-9]{3}\)\s*$")
+
+
+def describe_cm(
+    official: str, *, code: str = "", kind: str = "code", billable: bool = True, notes: dict | None = None, group: str = ""
+) -> str:
+    """group: the title of the code's block, used when the title itself has no everyday wording."""
     notes = notes or {}
     seventh = notes.get("seventh")
     base = official
@@ -245,10 +256,19 @@ def describe_cm(official: str, *, code: str = "", kind: str = "code", billable: 
             phrase = phrase.replace("this injury", "this problem").replace("earlier injury", "original problem")
         sentences = [_cm_title(base), _cap(phrase)]
     else:
-        sentences = [_cm_title(re.sub(r"\s*\([A-Z0-9]{3}-[A-Z0-9]{3}\)$", "", official))]
-    terms = [t for t in notes.get("inclusionTerm", []) if t.lower() != official.lower()]
-    if terms and billable:
-        sentences.append("Also covers: " + "; ".join(lay(t[:1].lower() + t[1:]) for t in terms[:3]))
+        sentences = [_cm_title(_RANGE.sub("", official))]
+    if group and kind == "code" and sentences[0].rstrip(".").lower() == base.lower():
+        # Nothing in the title has an everyday word (a named syndrome, say): say what group it is in.
+        title = _cm_title(_RANGE.sub("", group))
+        sentences.insert(1, f"It belongs to the group: {title[:1].lower() + title[1:]}")
+    said = " ".join(sentences).lower()
+    extra = []
+    for term in notes.get("inclusionTerm", []):
+        lay_term = lay(term[:1].lower() + term[1:])
+        if term.lower() != official.lower() and lay_term.lower() not in said:
+            extra.append(lay_term)
+    if extra and billable:
+        sentences.append("Also covers: " + "; ".join(extra[:3]))
     removed = notes.get("history", {}).get("was_billable")
     if not billable and kind in ("category", "code") and not removed:
         sentences.append(HEADER_NOTE)
@@ -329,13 +349,22 @@ def describe_other(official: str, notes: dict | None = None) -> str:
     return _cap(lay(official))
 
 
-def describe(system: str, official: str, *, code: str = "", kind: str = "code", billable: bool = True, notes: dict | None = None) -> str:
-    """A plain-language description of one code."""
+def describe(
+    system: str,
+    official: str,
+    *,
+    code: str = "",
+    kind: str = "code",
+    billable: bool = True,
+    notes: dict | None = None,
+    group: str = "",
+) -> str:
+    """A plain-language description of one code (group: its block title, ICD-10-CM only)."""
     hand = overrides().get((system, code.replace(".", "").upper()))
     if hand:
         return hand
     if system == "ICD-10-CM":
-        return describe_cm(official, code=code, kind=kind, billable=billable, notes=notes)
+        return describe_cm(official, code=code, kind=kind, billable=billable, notes=notes, group=group)
     if system == "ICD-10-PCS":
         return describe_pcs(code, official)
     return describe_other(official, notes)
@@ -343,8 +372,15 @@ def describe(system: str, official: str, *, code: str = "", kind: str = "code", 
 
 def plain_for_rows(system: str, rows: list[dict]) -> None:
     """Fill row["plain"] for rows about to be loaded."""
+    blocks = {r["code"]: r["official"] for r in rows if r["kind"] == "block"}
     for row in rows:
         if not row.get("plain"):
             row["plain"] = describe(
-                system, row["official"], code=row["code"], kind=row["kind"], billable=row["billable"], notes=row["notes"]
+                system,
+                row["official"],
+                code=row["code"],
+                kind=row["kind"],
+                billable=row["billable"],
+                notes=row["notes"],
+                group=blocks.get(row.get("block") or "", row.get("group", "")),
             )
