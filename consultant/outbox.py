@@ -96,12 +96,17 @@ class SmtpTransport:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._smtp: _SMTP | _SMTPSSL | None = None
+        self._context: ssl.SSLContext | None = None
 
     def connect(self) -> _SMTP | _SMTPSSL:
         if self._smtp is not None:
             return self._smtp
         cfg = self.config
-        context = cfg.ssl_context or ssl.create_default_context()
+        # Loading the CA bundle costs 10-20 ms: only for TLS, and once per transport
+        # (deliver_pending closes the connection after every drain).
+        if cfg.security != "none" and self._context is None:
+            self._context = cfg.ssl_context or ssl.create_default_context()
+        context = self._context
         smtp: _SMTP | _SMTPSSL | None = None
         try:
             if cfg.security == "ssl":
