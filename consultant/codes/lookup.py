@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import string
 
-from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from consultant.models import Code
@@ -198,6 +197,6 @@ def lookup_any(session: Session, texts: list[str]) -> dict[str, list[Code]]:
     out: dict[str, list[Code]] = {k: [] for k in keys}
     for start in range(0, len(keys), 500):
         part = keys[start : start + 500]
-        for c in session.exec(select(Code).where(or_(Code.code.in_(part)))):
+        for c in session.exec(select(Code).where(Code.code.in_(part))):
             out[c.code].append(c)
     return {k: _sorted(v) for k, v in out.items()}
