@@ -37,7 +37,8 @@ DEMO_QUESTIONS = [
     ("coder@clinic.example", "CPT 62310", "What is CPT code 62310?"),
     ("biller@practice.example", "dx code", "dx code for HTN with CKD 3a?"),
     ("np@familycare.example", "Diabetes code", "Is E11.9 still a valid code? Patient has type 2 diabetes, no complications."),
-    ("coder@clinic.example", "one more", "What is HCPCS J3301?"),
+    ("md@orthogroup.example", "wrist", "Broken left wrist, first visit. Which code?"),
+    ("coder@clinic.example", "one more", "And what is HCPCS J3301?"),
 ]
 
 
@@ -79,12 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+QUIET_LOGGERS = ("alembic", "apscheduler", "mail.log", "uvicorn.access")
+
+
 def configure_logging(settings: Settings) -> None:
+    """Our own loggers at the configured level; chatty libraries only from WARNING
+    (aiosmtpd's mail.log would otherwise print every envelope address)."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
