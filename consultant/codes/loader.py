@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def replace_dataset(conn: Connection, ds: sources.Dataset, *, wipe_system: bool,
         chunk = rows[start : start + CHUNK]
         conn.execute(insert(code_t), chunk)
         if progress is not None:
-            progress.step(len(chunk), f"{ds.system} {ds.release}")
+            progress.step(len(chunk))
     ids = dict(
         conn.execute(
             select(code_t.c.code, code_t.c.id).where(code_t.c.system == ds.system, code_t.c.release == ds.release)
@@ -104,41 +105,46 @@ def replace_dataset(conn: Connection, ds: sources.Dataset, *, wipe_system: bool,
     return len(rows)
 
 
-def shipped_datasets(directory: Path | None = None) -> list[sources.Dataset]:
-    """Every dataset in codes_db/ (or `directory`), with plain-language descriptions filled in."""
-    datasets = list(sources.read_all(directory))
-    for ds in datasets:
+def shipped_datasets(directory: Path | None = None) -> Iterator[sources.Dataset]:
+    """Every dataset in codes_db/ (or `directory`), plain-language descriptions filled in.
+
+    One at a time, so that only one release is held in memory.
+    """
+    for ds in sources.read_all(directory):
         plain_for_rows(ds.system, ds.rows)
-    return datasets
+        yield ds
 
 
 def load_codes(engine: Engine, *, progress: bool = False, directory: Path | None = None) -> dict:
     """Load (or refresh) every shipped code set; returns a summary.
 
     directory: where the shipped data is (default: codes_db/, see sources.data_dir).
+    progress: show a progress bar per release on stderr.
 
     Summary: {"seconds": float, "releases": [{"system", "release", "codes",
     "billable", "skipped"}], "codes": total rows in `code`}.
     """
     started = time.monotonic()
-    datasets = shipped_datasets(directory)
-    bar = Progress(progress, sum(len(ds.rows) for ds in datasets))
     summary: dict = {"releases": []}
     pcs_first = True
-    for ds in datasets:
+    for number, ds in enumerate(shipped_datasets(directory), start=1):
+        bar = Progress(progress, len(ds.rows))
+        label = f"[{number}] {ds.release}"
         with engine.begin() as conn:
             skipped = None
             if ds.sample and ds.system in (sources.CPT, sources.HCPCS):
                 skipped = _customer_release(conn, ds.system)
             if skipped:
-                bar.step(len(ds.rows), f"{ds.system}: kept {skipped}")
+                bar.step(len(ds.rows), f"{label}: kept {skipped}")
             else:
                 # ICD-10-PCS ships as two releases (FY2024 + FY2025 section 0):
                 # wipe the system once, before the first of them.
                 wipe = ds.system != sources.PCS or pcs_first
                 if ds.system == sources.PCS:
                     pcs_first = False
+                bar.label = label
                 replace_dataset(conn, ds, wipe_system=wipe, progress=bar)
+        bar.close()
         summary["releases"].append(
             {
                 "system": ds.system,
@@ -148,9 +154,7 @@ def load_codes(engine: Engine, *, progress: bool = False, directory: Path | None
                 "skipped": f"customer release {skipped!r} kept" if skipped else None,
             }
         )
-    bar.label = "full-text index"
     search.rebuild_index(engine)  # picks up anything imported or changed outside this run
-    bar.close()
     with engine.connect() as conn:
         summary["codes"] = conn.execute(select(func.count()).select_from(Code.__table__)).scalar_one()
     summary["seconds"] = round(time.monotonic() - started, 2)
