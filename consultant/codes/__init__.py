@@ -44,3 +44,26 @@ The `code` table row (consultant.models.Code)
     plain        plain-language description, for every code
     release      the release the row came from (also in code_release)
 """
+
+# The most used functions, importable from the package itself. Resolved on
+# first access (PEP 562), so importing the package still loads nothing.
+_EXPORTS = {
+    "load_codes": "consultant.codes.loader",
+    "ensure_codes_loaded": "consultant.codes.loader",
+    "lookup": "consultant.codes.lookup",
+    "normalize_code": "consultant.codes.lookup",
+    "display_code": "consultant.codes.lookup",
+    "near_codes": "consultant.codes.lookup",
+    "billable_children": "consultant.codes.lookup",
+    "search_codes": "consultant.codes.search",
+    "import_file": "consultant.codes.importers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'consultant.codes' has no attribute {name!r}")
