@@ -45,12 +45,12 @@ The `code` table row (consultant.models.Code)
     release      the release the row came from (also in code_release)
 """
 
-# The most used functions, importable from the package itself. Resolved on
+# The most used functions, importable from the package itself (not `lookup`:
+# that name is the module consultant.codes.lookup). Resolved on
 # first access (PEP 562), so importing the package still loads nothing.
 _EXPORTS = {
     "load_codes": "consultant.codes.loader",
     "ensure_codes_loaded": "consultant.codes.loader",
-    "lookup": "consultant.codes.lookup",
     "normalize_code": "consultant.codes.lookup",
     "display_code": "consultant.codes.lookup",
     "near_codes": "consultant.codes.lookup",
