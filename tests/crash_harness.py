@@ -94,8 +94,30 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("CONSULTANT_TEST_CODES_DIR", Path(tempfile.gettempdir()) / "caseconsultant-codes"))
 
 
+_WARMED: set[str] = set()
+
+
+def _index_path(database_url: str, index_dir: Path) -> Path | None:
+    """Where a worker with CONSULTANT_INDEX_DIR=index_dir looks for the index cache of this database."""
+    from consultant.match.index import default_cache_path
+
+    saved = os.environ.get("CONSULTANT_INDEX_DIR")
+    os.environ["CONSULTANT_INDEX_DIR"] = str(index_dir)
+    try:
+        engine = make_engine(database_url)  # no connection is made
+        return default_cache_path(engine)
+    finally:
+        if saved is None:
+            os.environ.pop("CONSULTANT_INDEX_DIR", None)
+        else:
+            os.environ["CONSULTANT_INDEX_DIR"] = saved
+
+
 def _warm_index(database_url: str, env: dict[str, str] | None = None) -> None:
     """Build (or validate) the matcher's index cache in a child process, so workers start fast."""
+    if database_url in _WARMED:
+        return
+    _WARMED.add(database_url)
     subprocess.run(
         [sys.executable, "-c",
          "import sys; from consultant.db import make_engine; from consultant.match import build_matcher; "
@@ -116,6 +138,9 @@ def codes_template() -> Path:
         fcntl.flock(fh, fcntl.LOCK_EX)  # two test processes never build it at once
         if not path.exists():
             from consultant.codes.loader import ensure_codes_loaded
+
+            for stale in cache.glob("codes-*"):  # built from older code data: 150+ MB each
+                stale.unlink(missing_ok=True)
 
             partial = path.with_suffix(".partial")
             partial.unlink(missing_ok=True)
@@ -139,8 +164,11 @@ def sqlite_database(workdir: Path) -> str:
     return f"sqlite:///{target}"
 
 
-def postgres_database(admin_url: str, workdir: Path) -> tuple[str, str]:
-    """A fresh PostgreSQL database cloned from a template holding the code sets; (url, name)."""
+def postgres_database(admin_url: str, index_dir: Path) -> tuple[str, str]:
+    """A fresh PostgreSQL database cloned from a template holding the code sets; (url, name).
+
+    Its matcher index cache is put in `index_dir` (the workers' CONSULTANT_INDEX_DIR).
+    """
     admin = make_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
     base = admin_url.rpartition("/")[0]
     template = f"cc_codes_{_code_data_key()}"
@@ -151,6 +179,8 @@ def postgres_database(admin_url: str, workdir: Path) -> tuple[str, str]:
 
         building = f"{template}_building"
         with admin.connect() as conn:
+            for (stale,) in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'cc_codes_%'")):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)'))
             conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{building}"'))
         engine = make_engine(f"{base}/{building}")
@@ -159,12 +189,17 @@ def postgres_database(admin_url: str, workdir: Path) -> tuple[str, str]:
         engine.dispose()
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{template}"'))
+    cache = _cache_dir()
+    _warm_index(f"{base}/{template}", {"CONSULTANT_INDEX_DIR": str(cache)})
     name = f"cc_run_{os.getpid()}_{random.randrange(10**6)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     admin.dispose()
     url = f"{base}/{name}"
-    _warm_index(url, {"CONSULTANT_INDEX_DIR": str(workdir / "index")})
+    built, wanted = _index_path(f"{base}/{template}", cache), _index_path(url, index_dir)
+    if built is not None and wanted is not None and built.exists():
+        wanted.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, wanted)  # same rows, same fingerprint: the copy is current
     return url, name
 
 
@@ -186,6 +221,7 @@ class Campaign:
     max_life: float = 25.0  # seconds a process may live without its point firing
     without_move: bool = True  # COPY + EXPUNGE, so CP8 falls between the two
     database_url: str = ""  # empty: a private SQLite copy
+    index_dir: Path | None = None  # the workers' CONSULTANT_INDEX_DIR (PostgreSQL); default workdir/index
     deadline: float = 1500.0
     feed_batch: int = 5
     feed_pause: float = 0.3
@@ -193,6 +229,7 @@ class Campaign:
     quota_questions: int = 0
     guest_answers: int = 1
     seed: int = 20261122
+    report_every: float = 30.0
 
 
 @dataclass
@@ -299,7 +336,7 @@ class _Run:
             "CONSULTANT_GUEST_ANSWERS": str(self.c.guest_answers),
             "CONSULTANT_LOG_LEVEL": "WARNING",
             "CONSULTANT_DIGEST_TIME": "off",
-            "CONSULTANT_INDEX_DIR": str(self.workdir / "index"),
+            "CONSULTANT_INDEX_DIR": str(self.c.index_dir or self.workdir / "index"),
             "CONSULTANT_TEST_CRASH_LOG": str(self.crash_log),
             "PYTHONPATH": str(REPO),
         })
@@ -410,7 +447,7 @@ def run_campaign(campaign: Campaign, workdir: Path, *, say=print) -> Outcome:  #
                 time.sleep(0.5)
                 done = run.answered()
                 kills = run.kills()
-                if time.monotonic() - last_report > 30:
+                if time.monotonic() - last_report > campaign.report_every:
                     say(f"  ... {len(done & {question_id(n) for n in range(run.fed)})}/{run.fed} answered, "
                         f"{kills} kills, {run.outcome.starts} starts")
                     last_report = time.monotonic()
