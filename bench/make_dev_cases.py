@@ -56,11 +56,11 @@ def main() -> int:
                       "must_not": []})
     for n, line in enumerate((HERE / "hand_vignettes.jsonl").read_text().splitlines(), 1):
         v = json.loads(line)
-        for code in v["expected"] + v["must_not"]:
+        for code in v["expected"] + v["must_not"] + v.get("acceptable", []):
             if not billable(code):
                 problems.append(f"hand_vignettes.jsonl:{n}: {code} is not a billable FY2026 code")
         cases.append({"id": f"dev-vignette-{n:03d}", "category": "vignette", "text": v["text"], "expected": v["expected"],
-                      "acceptable": [], "must_not": v["must_not"]})
+                      "acceptable": v.get("acceptable", []), "must_not": v["must_not"]})
 
     leaves = sorted(k for k, r in cm.items() if r.billable and r.status == "valid")
     for n, key in enumerate(rng.sample(leaves, 60), 1):

@@ -39,3 +39,22 @@ def test_outpatient_uncertain_is_marked():
 def test_history():
     assert clauses("history of breast cancer")[0][3] is True
     assert clauses("66-year-old with hypertension")[0][3] is False
+
+
+def test_comma_parts_that_only_qualify_join_the_part_before():
+    out = clauses("Osteoarthrosis, localized, primary, lower leg")
+    assert out == [("osteoarthritis primary knee", False, False, False)]
+    assert len(clauses("Decubitus ulcer of heel, stage II")) == 1
+    assert len(clauses("AAA, not ruptured")) == 1
+    # a list of conditions stays a list
+    assert len(clauses("DM2, HTN, CKD 3")) == 3
+
+
+def test_durations_are_not_findings():
+    out = clauses("Complains of cough and fever for three days")
+    assert "three" not in out[0][0] and "days" not in out[0][0]
+
+
+def test_negated_finding_after_a_subject_is_negated():
+    out = clauses("She has never had a fracture.")
+    assert ("fracture", True, False, False) in [(w.replace("a ", ""), n, u, h) for w, n, u, h in out]

@@ -43,3 +43,30 @@ def test_stemming_folds_plurals_and_forms():
     assert stem("fractures") == "fracture"
     assert stem("diabetic") == stem("diabetes")
     assert tokenize("Kidneys") == ["kidney"]
+
+
+def test_second_pass_rules_apply_only_beside_their_context_word():
+    # "finger" is a phalanx only in a fracture; "lower leg" is the knee only in a joint disorder
+    assert "phalanx" in rewrite("broken finger")
+    assert "phalanx" not in rewrite("finger pain")
+    assert "knee" in rewrite("osteoarthrosis lower leg")
+    assert "knee" not in rewrite("cellulitis lower leg")
+
+
+def test_urinary_symptoms_beside_the_prostate_are_luts():
+    assert "lower urinary tract symptoms" in rewrite("enlarged prostate with nocturia")
+    assert "lower urinary tract symptoms" not in rewrite("nocturia")
+
+
+def test_eponym_possessives_are_not_ordinary_words():
+    assert stem("still's") == "stills" and stem("still") == "still"
+    assert tokenize("Bell's palsy") == tokenize("bells palsy")
+
+
+def test_no_phrase_is_defined_twice():
+    # the first rule of a phrase silently wins, so a second one is a mistake
+    seen = {}
+    for rule in parse_rules(LEXICON_PATH.read_text(encoding="utf-8").splitlines()):
+        key = (rule.phrase, rule.ctx)
+        assert key not in seen, (rule, seen.get(key))
+        seen[key] = rule

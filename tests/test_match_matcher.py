@@ -91,6 +91,73 @@ def test_statuses(matcher):
     assert missing.status == "not_found" and missing.near
 
 
+def test_question_words_beside_an_explicit_code_are_not_findings(matcher):
+    # "still" is not Still's disease; the answer is the code and its status only
+    assert codes(matcher, "Is E11.9 still valid?") == ["E11.9"]
+    assert codes(matcher, "What does ICD-10-CM H40.1131 mean?") == ["H40.1131"]
+    assert codes(matcher, "M17.11 vs m1712 - which one is the left knee?") == ["M17.11", "M17.12"]
+    assert all(c.startswith("Z91.012") for c in codes(matcher, "is Z91.012 billable?"))
+    # Still's disease itself is still found
+    assert codes(matcher, "adult onset Still's disease", 3)[0] == "M06.1"
+
+
+def test_lay_fractures_by_body_part(matcher):
+    assert codes(matcher, "broken right wrist, first visit")[0] == "S62.101A"
+    assert codes(matcher, "broken left ankle, first visit")[0] == "S82.892A"
+    assert codes(matcher, "fractured right hip, initial encounter")[0] == "S72.001A"
+    assert codes(matcher, "cracked shin bone on the right")[0] == "S82.201A"
+    assert codes(matcher, "broken kneecap left, first visit")[0] == "S82.002A"
+    assert codes(matcher, "broken finger")[0] == "S62.609A"
+    assert codes(matcher, "broken big toe right")[0] == "S92.401A"  # displaced is the default
+    assert codes(matcher, "broken wrist, follow up visit, healing well")[0] == "S62.109D"
+
+
+def test_diabetes_without_a_type_defaults_to_type_2(matcher):
+    result = matcher.match("sugar diabetes with nerve damage in the feet")
+    assert result.codes[0].code == "E11.42"
+    assert "type 2 is the default" in result.codes[0].more_specific
+    assert codes(matcher, "diabetes with kidney disease stage 3a")[:2] == ["E11.22", "N18.31"]
+    assert codes(matcher, "type 1 diabetic with nerve damage in the feet")[0] == "E10.42"
+    assert codes(matcher, "gestational diabetes, diet controlled")[0] == "O24.410"
+
+
+def test_negated_conditions_contribute_no_code(matcher):
+    got = codes(matcher, "Sharp left-sided chest pain on breathing in. CT angiogram shows no pulmonary embolism "
+                         "and no effusion. Assessment: pleurisy.")
+    assert got[0] == "R09.1" and "J90" not in got and not any(c.startswith("I26") for c in got)
+    got = codes(matcher, "Bipolar I, current episode depressed, moderate; no psychotic features and no recent mania.")
+    assert got[0] == "F31.32" and not any(c.startswith(("F31.1", "F31.2", "F31.5")) for c in got)
+    got = codes(matcher, "Postmenopausal osteoporosis on alendronate. She has never had a fracture.")
+    assert "M81.0" in got and not any(c.startswith(("M80", "Z87.31")) for c in got)
+    got = codes(matcher, "Acute bronchitis in no acute distress")
+    assert got[0] == "J20.9"
+
+
+def test_use_additional_code_sibling_and_remission(matcher):
+    result = matcher.match("enlarged prostate, up three times a night to pee")
+    reported = [s.code for s in result.codes if s.report]
+    assert reported[:2] == ["N40.1", "R35.1"] and "N40.0" not in reported
+    assert codes(matcher, "alcoholism")[0] == "F10.20"
+    assert codes(matcher, "alcohol dependence, in remission")[0] == "F10.21"
+
+
+def test_icd9_wording(matcher):
+    assert codes(matcher, "Osteoarthrosis, localized, primary, lower leg")[0] == "M17.10"
+    assert codes(matcher, "Candidiasis of mouth")[0] == "B37.0"
+    assert codes(matcher, "Personal history of pulmonary embolism")[0] == "Z86.711"
+    assert codes(matcher, "Regional enteritis of small bowel, without complication")[0] == "K50.00"
+
+
+def test_more_specific_names_the_missing_detail(matcher):
+    wrist = matcher.match("broken wrist").codes[0]
+    assert wrist.code == "S62.109A" and "laterality" in wrist.more_specific and "encounter" in wrist.more_specific
+    pneumonia = matcher.match("pneumonia").codes[0]
+    assert pneumonia.code == "J18.9" and "organism" in pneumonia.more_specific
+    hf = matcher.match("heart failure").codes[0]
+    assert hf.code == "I50.9" and "systolic" in hf.more_specific
+    assert "more detail" not in " ".join(s.more_specific for s in matcher.match("migraine").codes)
+
+
 def _scores(cases: Path, db_url: str) -> dict[str, float]:
     env = dict(os.environ, CONSULTANT_DATABASE_URL=db_url)
     cmd = [sys.executable, str(RUNNER), "--cases", str(cases), "--batch",

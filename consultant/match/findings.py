@@ -37,17 +37,35 @@ class Clause:
 
 
 _SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
-_CLAUSE = re.compile(r",|\b(?:but|however|although|though|whereas|except)\b", re.I)
+_CLAUSE = re.compile(r"(,|\b(?:but|however|although|though|whereas|except)\b)", re.I)
+
+# A comma part made only of these words qualifies the part before it
+# ("Osteoarthrosis, localized, primary, lower leg"; "AAA, not ruptured";
+# "Decubitus ulcer of heel, stage II") instead of being a finding of its own.
+QUALIFIER_WORDS = frozenset(
+    """left right bilateral both unilateral mild moderate severe profound acute chronic subacute recurrent
+    intermittent persistent episodic primary secondary localized localised generalized generalised unspecified nos
+    simple complicated uncomplicated type stage grade i ii iii iv v 1 2 3 4 5 3a 3b initial subsequent sequela
+    encounter closed open displaced nondisplaced site sites part parts region multiple single upper lower limb
+    limbs leg legs arm arms hand hands foot feet knee knees hip hips shoulder shoulders elbow elbows wrist wrists
+    ankle ankles thigh thighs forearm forearms finger fingers toe toes heel heels back neck head face trunk pelvis
+    pelvic eye eyes ear ears side sided of the and or region joint joints unilateral partial complete total
+    juvenile adult infantile congenital acquired late early onset organism first second third trimester lung lungs
+    breast breasts kidney kidneys ovary ovaries testis testicle lobe""".split()
+)
+_QUALIFIER_LEADS = ("with", "without", "not", "due", "in", "stage", "type", "grade", "unspecified", "site", "nos")
 
 PRE_NEGATION = (
     ("no", "evidence", "of"), ("no", "signs", "of"), ("no", "sign", "of"), ("negative", "for"), ("neg", "for"),
     ("free", "of"), ("ruled", "out"), ("rules", "out"), ("absence", "of"), ("never", "had"), ("denies",),
     ("denied",), ("deny",), ("no",), ("not",), ("never",), ("without", "evidence", "of"), ("nor",),
+    ("stopped",), ("finished",), ("completed",), ("discontinued",), ("no", "longer"),
 )
 POST_NEGATION = (
     ("ruled", "out"), ("was", "ruled", "out"), ("is", "negative"), ("was", "negative"), ("were", "negative"),
     ("negative",), ("absent",), ("not", "found"), ("not", "seen"), ("resolved",), ("normal",), ("unremarkable",),
-    ("is", "clear"), ("was", "clear"), ("clear",),
+    ("is", "clear"), ("was", "clear"), ("clear",), ("excluded",), ("not", "suspected"), ("not", "present"),
+    ("not", "identified"), ("not", "detected"), ("unlikely",), ("not", "confirmed"),
 )
 UNCERTAIN = (
     ("rule", "out"), ("r", "o"), ("probable",), ("probably",), ("possible",), ("possibly",), ("suspected",),
@@ -77,10 +95,9 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
         family = _has(sentence_words, FAMILY)
         history_sentence = _has(sentence_words, HISTORY) and not _has(sentence_words, (("today",), ("now",), ("currently",), ("new",)))
         sentence_negated = False
-        for part in _CLAUSE.split(sentence):
-            if not part.strip():
-                continue
+        for part in _merge_qualifiers(sentence, lexicon):
             words, evidence = lexicon.rewrite(part)
+            words = _drop_durations(words)
             if not words:
                 continue
             for piece, negated in _negation_pieces(words):
@@ -108,13 +125,87 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     return out
 
 
+_NUMBER_WORDS = frozenset("a an one two three four five six seven eight nine ten several few couple many".split())
+_DURATION_CUES = frozenset({"for", "x", "past", "last", "over", "about", "nearly", "almost", "since"})
+_DURATION_UNITS = frozenset(
+    "minute minutes min mins hour hours hr hrs day days week weeks wk wks month months mo year years yr yrs".split()
+)
+
+
+def _drop_durations(words: list[str]) -> list[str]:
+    """ "for three days", "x 2 weeks", "two years ago" say how long, not what: dropped
+    ("born at 32 weeks" and "34 weeks pregnant" are kept)."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        after = words[i + 2] if i + 2 < len(words) else ""
+        cued = (out and out[-1] in _DURATION_CUES) or after in ("ago", "duration")
+        if (w.isdigit() or w in _NUMBER_WORDS) and nxt in _DURATION_UNITS and cued:
+            if out and out[-1] in _DURATION_CUES:
+                out.pop()
+            i += 2
+            continue
+        out.append(w)
+        i += 1
+    return out
+
+
+def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
+    """The clause texts of a sentence, comma parts that only qualify joined to the part before."""
+    pieces = _CLAUSE.split(sentence)
+    parts: list[str] = []
+    separator = ""
+    for i, piece in enumerate(pieces):
+        if i % 2 == 1:
+            separator = piece
+            continue
+        if not piece.strip():
+            continue
+        if parts and separator == "," and _only_qualifies(piece, lexicon):
+            parts[-1] = f"{parts[-1]} {piece.strip()}"
+        else:
+            parts.append(piece.strip())
+    return parts
+
+
+def _only_qualifies(part: str, lexicon: Lexicon) -> bool:
+    raw = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", part)]
+    if not raw:
+        return False
+    if raw[0] in _QUALIFIER_LEADS and len(raw) <= 6:
+        return raw[0] != "not" or len(raw) <= 3
+    rewritten, _ = lexicon.rewrite(part)
+    return bool(rewritten) and all(w in QUALIFIER_WORDS for w in rewritten)
+
+
 def _continues_negation(piece: list[str]) -> bool:
     # "no fever, chills or rash": a bare list after a negation stays negated
     return len(piece) <= 3 and piece[0] in ("or", "and", "nor")
 
 
+_COPULA = frozenset({"was", "is", "were", "are", "been", "be", "being"})
+_AFTER_FILLER = frozenset(
+    """on by at in with the a an biopsy imaging ct mri xray x ray scan exam examination ultrasound echo today
+    testing test tests labs lab workup culture cultures cytology pathology""".split()
+)
+
+
 def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
     """Cut a clause at its negation trigger: [(positive part, False), (negated part, True)]."""
+    # "Barrett's esophagus was ruled out on biopsy", "pyelonephritis not suspected":
+    # a trigger after the condition (after a copula, or with only filler after
+    # it) negates what comes before it
+    for i in range(1, len(words)):
+        n = _starts(words, i, POST_NEGATION)
+        if not n:
+            continue
+        rest = words[i + n :]
+        if words[i - 1] in _COPULA or all(w in _AFTER_FILLER for w in rest):
+            before = words[: i - 1] if words[i - 1] in _COPULA else words[:i]
+            if before:
+                return [(before, True)]
     for i in range(len(words)):
         n = _starts(words, i, PRE_NEGATION)
         if n and not _is_qualifier(words, i):

@@ -32,19 +32,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from consultant.match.text import DEFAULT_WORDS, tokenize, words, stem, STOPWORDS
+from consultant.match.text import DEFAULT_WORDS, STOPWORDS, compounds, stem, tokenize, words
 from consultant.models import Code
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 4
+INDEX_VERSION = 6
 ICD = "ICD-10-CM"
 SEARCHED_SYSTEMS = frozenset({ICD, "ICD-10-PCS", "CPT", "HCPCS"})
 DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
 
 # Token roles inside a title: how much an unmatched token costs.
-NORMAL, DEFAULT, WITHOUT, OTHER, OPTIONAL = 0, 1, 2, 3, 4
-ROLE_COST = (1.0, 0.08, 0.12, 0.45, 0.15)
+NORMAL, DEFAULT, WITHOUT, OTHER, OPTIONAL, WEAK = 0, 1, 2, 3, 4, 5
+ROLE_COST = (1.0, 0.08, 0.12, 0.45, 0.15, 0.35)
+# head nouns people leave out ("carpal tunnel", "restless legs", "cluster headaches")
+WEAK_WORDS = frozenset({"syndrome", "disorder", "disease", "primary"})
 
 _SOURCES = (Path(__file__), Path(__file__).with_name("text.py"))
 _CODE_REF = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.?-)?")
@@ -173,6 +175,8 @@ def load_index(engine: Engine, *, cache_path: Path | None | bool = True) -> Code
             log.warning("ignoring unreadable match index cache %s", path)
     index = build_index(_read_rows(engine))
     index.fingerprint = fingerprint
+    gc.collect()
+    gc.freeze()
     if path is not None:
         _write_cache(index, path)
     return index
@@ -186,6 +190,10 @@ def _unpickle(fh: Any) -> Any:
     try:
         return pickle.load(fh)
     finally:
+        # The index lives as long as the process: frozen, the collector never
+        # walks its millions of objects again (a full pass is a 0.5 s pause
+        # in the middle of some later question).
+        gc.freeze()
         if enabled:
             gc.enable()
 
@@ -273,12 +281,27 @@ def _note_lists(notes: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+_CODE_RANGE = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)\.?-?\s*-\s*([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)")
+
+
 def _code_refs(items: list[str]) -> tuple[str, ...]:
+    """Code prefixes a note names; a range ("N18.1-N18.6", "E08-E13") names every code between."""
     refs = []
     for item in items:
+        for m in _CODE_RANGE.finditer(item):
+            refs.extend(_range_prefixes(m.group(1).replace(".", ""), m.group(2).replace(".", "")))
         for m in _CODE_REF.finditer(item):
             refs.append(m.group(1).replace(".", ""))
     return tuple(dict.fromkeys(refs))
+
+
+def _range_prefixes(first: str, last: str) -> list[str]:
+    prefix = os.path.commonprefix([first, last])
+    if len(prefix) >= 3:
+        return [prefix]
+    if first[0] == last[0] and first[1:3].isdigit() and last[1:3].isdigit() and int(last[1:3]) - int(first[1:3]) < 30:
+        return [f"{first[0]}{n:02d}" for n in range(int(first[1:3]), int(last[1:3]) + 1)]
+    return []
 
 
 def _read_notes(index: CodeIndex, row: int, notes: dict[str, Any]) -> None:
@@ -334,6 +357,17 @@ def _ids(index: CodeIndex, tokens: list[str]) -> list[int]:
     return out
 
 
+# "unspecified X" where X is a side-bearing body part or a coding axis: the
+# text need not name X for this code (it is the default when X is not given).
+UNSPECIFIED_HEADS = frozenset(
+    """ear eye eyelid orbit knee hip shoulder elbow wrist hand foot ankle leg arm thigh forearm lower upper limb lung
+    kidney breast ovary testis side finger toe thumb great lesser fallopian ureter organism cause agent site part
+    region trimester severity episode substance intent body quadrant""".split()
+)
+_TWO_WORD_SIDES = frozenset({"lower", "upper", "great", "lesser", "fallopian"})
+_SIDE_WORDS = frozenset({"right", "left", "bilateral", "unspecified"})
+MAX_PROPAGATED = 40  # descendants (families count once) that share a header's inclusion terms
+
 _SEGMENT_BREAK = {"with", "without", "and", "in", "due", "of"}
 
 
@@ -342,8 +376,14 @@ def title_roles(title: str) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     mode = NORMAL
     depth_paren = depth_bracket = 0
+    negate_next = False
+    after_unspecified = 0  # words still inside "unspecified lower leg", "unspecified organism"
+    # "Syncope and collapse", "Cramp and spasm": either word names the code
+    pair = re.fullmatch(r"\s*([A-Za-z\-]+) and ([A-Za-z\-]+)\s*", title)
+    second_of_pair = stem(pair.group(2).lower()) if pair else None
     # keep punctuation that changes roles as separate marks
-    for piece in re.findall(r"\(|\)|\[|\]|,|[^\s(),\[\]]+", title):
+    pieces = re.findall(r"\(|\)|\[|\]|,|[^\s(),\[\]]+", title)
+    for p_index, piece in enumerate(pieces):
         if piece == "(":
             depth_paren += 1
             continue
@@ -360,13 +400,28 @@ def title_roles(title: str) -> list[tuple[str, int]]:
             if mode == WITHOUT:
                 mode = NORMAL
             continue
-        for w in words(piece):
+        piece_words = words(piece)
+        for k, w in enumerate(piece_words):
             if w == "without":
                 mode = WITHOUT
                 out.append((w, WITHOUT))
                 continue
+            if w == "non" and k + 1 < len(piece_words):
+                negate_next = True  # "non-insulin", "non-pressure": the word is what the code is not
+                continue
             if w == "with":
                 mode = NORMAL
+                continue
+            if w in ("in", "due") and mode == WITHOUT:
+                mode = NORMAL  # "without complications in remission": the remission is asked for
+            if w == "of" and mode == WITHOUT and _next_word(pieces, p_index, piece_words, k) in _SIDE_WORDS:
+                mode = NORMAL  # "without foreign body of left index finger": the finger is asked for
+            if w == "not" or (w == "as" and out and out[-1][0] == "unspecified"):
+                # "not having achieved remission", "not specified as recurrent",
+                # "unspecified as acute or chronic": the default, said as a negation
+                mode = WITHOUT
+                if w == "not":
+                    out.append(("not", DEFAULT))
                 continue
             if w in ("including", "nec"):
                 mode = OPTIONAL if w == "including" else mode
@@ -374,15 +429,29 @@ def title_roles(title: str) -> list[tuple[str, int]]:
             t = stem(w)
             if not t or t in STOPWORDS:
                 continue
+            unspecified_head = after_unspecified > 0 and t in UNSPECIFIED_HEADS
+            after_unspecified = 2 if t == "unspecified" else (after_unspecified - 1 if t in _TWO_WORD_SIDES else 0)
+            if negate_next:
+                negate_next = False
+                out.append((t, WITHOUT))
+                continue
             if depth_paren or depth_bracket:
                 role = OPTIONAL
+            elif unspecified_head:
+                role = DEFAULT  # "unspecified ear": a text that names no ear asks for this code
             elif t in DEFAULT_WORDS:
                 role = DEFAULT
             elif t == "other":
                 role = OTHER
+            elif (t in WEAK_WORDS or t == second_of_pair) and mode == NORMAL:
+                role = WEAK
             else:
                 role = mode
             out.append((t, role))
+    # "stage 2", "type 1", "third trimester": the number with its axis (text.compounds)
+    for i, c in enumerate(compounds([t for t, _ in out])):
+        if c not in dict(out):
+            out.append((c, OPTIONAL))
     # one token per word: keep the cheapest role when a word repeats
     best: dict[str, int] = {}
     for t, role in out:
@@ -395,6 +464,13 @@ def title_roles(title: str) -> list[tuple[str, int]]:
     return list(seen.items())
 
 
+def _next_word(pieces: list[str], p_index: int, piece_words: list[str], k: int) -> str:
+    if k + 1 < len(piece_words):
+        return piece_words[k + 1]
+    following = words(pieces[p_index + 1]) if p_index + 1 < len(pieces) else []
+    return following[0] if following else ""
+
+
 def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
     raw_docs: list[tuple[int, list[tuple[str, int]], bool]] = []
     for row in range(len(index.key)):
@@ -405,25 +481,46 @@ def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
         raw_docs.append((row, title_roles(index.official[row]), False))
         for term in _note_lists(notes_by_row[row]).get("inclusion", []):
             raw_docs.append((row, title_roles(term), True))
+    for row in range(len(index.key)):
+        # "Hypo-osmolality and hyponatremia": either word names the code, so the
+        # pair is also indexed the other way round
+        title = index.official[row]
+        pair = re.fullmatch(r"\s*([A-Za-z\-]+) and ([A-Za-z\-]+)\s*", title)
+        if pair and index.billable[row] and index.status[row] == "valid" and row not in index.family_of:
+            raw_docs.append((row, title_roles(f"{pair.group(2)} and {pair.group(1)}"), True))
     for fam, family in enumerate(index.families):
         raw_docs.append((-(fam + 1), title_roles(family.title), False))
-        first = family.members[0]
-        parent_row = index.row(ICD, index.parent[first]) if index.parent[first] else None
-        if parent_row is not None:
-            for term in _note_lists(notes_by_row[parent_row]).get("inclusion", []):
-                raw_docs.append((-(fam + 1), title_roles(term), True))
-    # category inclusion terms go to the category's default billable child
+    # A header's inclusion terms are synonyms of its title: each billable
+    # descendant gets the term plus the words its own title adds (right,
+    # left, unspecified, "with ..."), so "Fracture of wrist NOS" under S62.10
+    # reaches "right wrist" (S62.101-) as well as the unspecified wrist.
+    # Headers with very many descendants give the term to the default child.
     for row in range(len(index.key)):
         if index.billable[row] or index.system[row] != ICD or index.status[row] != "valid":
             continue
         terms = _note_lists(notes_by_row[row]).get("inclusion", [])
         if not terms:
             continue
-        child = default_child(index, row)
-        if child is None or child in index.family_of:
-            continue
+        targets: dict[int, str] = {}
+        for leaf in index.billable_descendants(row):
+            fam = index.family_of.get(leaf)
+            if fam is not None:
+                targets.setdefault(-(fam + 1), index.families[fam].title)
+            else:
+                targets.setdefault(leaf, index.official[leaf])
+        if len(targets) > MAX_PROPAGATED:
+            child = default_child(index, row)
+            if child is None:
+                continue
+            fam = index.family_of.get(child)
+            targets = {-(fam + 1): index.families[fam].title} if fam is not None else {child: index.official[child]}
+        header = {t for t, _ in title_roles(index.official[row])}
         for term in terms:
-            raw_docs.append((child, title_roles(term), True))
+            term_roles = title_roles(term)
+            own = {t for t, _ in term_roles}
+            for target, title in targets.items():
+                extra = [(t, r) for t, r in title_roles(title) if t not in header and t not in own]
+                raw_docs.append((target, term_roles + extra, True))
 
     df: dict[str, dict[str, int]] = {DX: {}, PX: {}}
     for target, toks, _ in raw_docs:

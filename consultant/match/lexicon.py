@@ -11,6 +11,11 @@ the behaviour comes from the flags:
             use either way); without it the phrase is replaced
     upper   match only when the phrase is written in capitals in the text
             (abbreviations that are also ordinary words: AS, ALL, MS, PE)
+    ctx=w1|w2
+            a second-pass rule: applied to the rewritten words of a clause
+            only when one of the words w1, w2 is among them ("wrist" means
+            "carpal bone" only beside "fracture"; "lower leg" means "knee"
+            only beside "osteoarthritis")
 
 An empty expansion drops the phrase (filler such as "episode of care").
 Phrases are matched longest first on lower-cased words, so "type 2 diabetes"
@@ -39,6 +44,7 @@ class Rule:
     expansion: tuple[str, ...]
     add: bool = False
     upper: bool = False
+    ctx: frozenset[str] = frozenset()
 
 
 class Lexicon:
@@ -47,10 +53,14 @@ class Lexicon:
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
         self._by_first: dict[str, list[Rule]] = {}
+        self._ctx_by_first: dict[str, list[Rule]] = {}
+        self._ctx_words: frozenset[str] = frozenset(w for r in rules for w in r.ctx)
         for rule in rules:
-            self._by_first.setdefault(rule.phrase[0], []).append(rule)
-        for bucket in self._by_first.values():
-            bucket.sort(key=lambda r: -len(r.phrase))
+            table = self._ctx_by_first if rule.ctx else self._by_first
+            table.setdefault(rule.phrase[0], []).append(rule)
+        for table in (self._by_first, self._ctx_by_first):
+            for bucket in table.values():
+                bucket.sort(key=lambda r: -len(r.phrase))
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -62,12 +72,23 @@ class Lexicon:
     def rewrite(self, text: str) -> tuple[list[str], list[str]]:
         """Return (words after rewriting, evidence lines "phrase -> expansion")."""
         raw = _raw_words(text)
-        low = [w.lower() for w in raw]
+        out, evidence = self._pass(raw, [w.lower() for w in raw], self._by_first)
+        if self._ctx_words and self._ctx_words.intersection(out):
+            present = set(out)
+            table = {
+                first: [r for r in bucket if r.ctx & present]
+                for first, bucket in self._ctx_by_first.items()
+            }
+            out, more = self._pass(out, out, table)
+            evidence += more
+        return out, evidence
+
+    def _pass(self, raw: list[str], low: list[str], table: dict[str, list[Rule]]) -> tuple[list[str], list[str]]:
         out: list[str] = []
         evidence: list[str] = []
         i = 0
         while i < len(low):
-            found = self._match_at(raw, low, i)
+            found = self._match_at(raw, low, i, table)
             if found is None:
                 out.append(low[i])
                 i += 1
@@ -81,8 +102,10 @@ class Lexicon:
             i = end
         return out, evidence
 
-    def _match_at(self, raw: list[str], low: list[str], i: int) -> tuple[Rule, int, list[str]] | None:
-        for rule in self._by_first.get(low[i], ()):
+    def _match_at(
+        self, raw: list[str], low: list[str], i: int, table: dict[str, list[Rule]]
+    ) -> tuple[Rule, int, list[str]] | None:
+        for rule in table.get(low[i], ()):
             j, k, skipped = i, 0, []
             while k < len(rule.phrase) and j < len(low):
                 if low[j] == rule.phrase[k]:
@@ -116,7 +139,8 @@ def parse_rules(lines: list[str]) -> list[Rule]:
         if len(parts) < 3:
             raise ValueError(f"lexicon line {number}: expected kind, phrase, expansion: {line!r}")
         kind, phrase, expansion = parts[0].strip(), parts[1].strip(), parts[2].strip()
-        flags = set(parts[3].split(",")) if len(parts) > 3 else set()
+        flags = {f.strip() for f in parts[3].split(",")} if len(parts) > 3 else set()
+        ctx = frozenset(w for f in flags if f.startswith("ctx=") for w in f[4:].split("|") if w)
         phrase_words = tuple(w.lower() for w in _raw_words(phrase))
         if not phrase_words:
             raise ValueError(f"lexicon line {number}: empty phrase")
@@ -127,6 +151,7 @@ def parse_rules(lines: list[str]) -> list[Rule]:
                 expansion=tuple(words(expansion)),
                 add="add" in flags,
                 upper="upper" in flags,
+                ctx=ctx,
             )
         )
     return rules

@@ -20,15 +20,23 @@ from dataclasses import dataclass, field
 from consultant.match.base import Finding, MatchResult, Suggestion
 from consultant.match.explicit import Mention, find_mentions
 from consultant.match.findings import Clause, split_clauses
-from consultant.match.index import DX, ICD, PX, CodeIndex, default_child
+from consultant.match.detail import more_specific, seventh_character_defaults
+from consultant.match.index import DX, ICD, PX, UNSPECIFIED_HEADS, WITHOUT, CodeIndex, default_child, title_roles
 from consultant.match.lexicon import Lexicon
-from consultant.match.rules import combination_codes, excluded_together, same_category_allowed
+from consultant.match.rules import (
+    combination_codes,
+    excluded_together,
+    same_category_allowed,
+    with_symptom_sibling,
+)
 from consultant.match.search import Hit, make_query, search
-from consultant.match.text import stem, tokenize
+from consultant.match.text import STOPWORDS, stem, tokenize, words
 
 MAX_CODES = 15
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
+SIDES = frozenset({"right", "left", "bilateral"})
+SEVENTH_WORDS = {"initial", "subsequent", "sequela", "encounter"}
 MODIFIER_TOKENS = {"left", "right", "bilateral", "injury", "visit", "today", "seen", "time", "yesterday", "week", "day"}
 _PROCEDURE = re.compile(
     r"\b(cpt|hcpcs|pcs|procedure|surgery|injection|removal|excision|resection|biopsy|colonoscopy|endoscopy|"
@@ -38,6 +46,98 @@ _PROCEDURE = re.compile(
 _PROCEDURE_CODE = re.compile(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b", re.I)
 _PREGNANCY = re.compile(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting)\b", re.I)
 _NEWBORN = re.compile(r"\b(newborn|neonat\w*|infant|baby|twin|liveborn|born)\b", re.I)
+# Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
+_OBSTETRIC = re.compile(
+    r"\b(pregnan\w*|gestation\w*|trimester|gravid\w*|g\d\s*p\d|prenatal|antepartum|antenatal|postpartum|"
+    r"puerper\w*|labou?r|deliver\w*|cesarean|caesarean|c-section|miscarr\w*|abortion|ectopic|eclampsia|"
+    r"pre-?eclampsia|hyperemesis|placent\w*|fetal|fetus|amnio\w*|chorio\w*|lactat\w*|breastfeed\w*|"
+    r"breast-feed\w*|obstetric\w*|childbirth|hydatidiform|molar pregnancy|expecting|weeks pregnant|"
+    r"morning sickness|stillbirth|postnatal|uterine contractions)\b",
+    re.I,
+)
+_CONGENITAL = re.compile(
+    r"\b(congenital\w*|born with|birth defect|since birth|from birth|newborn|neonat\w*|infant|hereditary|inherited|"
+    r"genetic|anomal\w*|malformation)\b",
+    re.I,
+)
+_PERINATAL = re.compile(
+    r"\b(newborn|neonat\w*|infant|baby|twin|triplet|liveborn|born|preemie|premature|preterm|nicu|perinatal|"
+    r"birth|fetal|fetus|days? old|weeks? old)\b",
+    re.I,
+)
+# Words of a question about a code rather than about a patient ("Is E11.9
+# still valid?", "what does H40.1131 mean", "M17.11 vs M17.12 - which one"):
+# beside an explicit code they are not findings.
+QUESTION_WORDS = frozenset(
+    """what whats which does do did mean means meaning stand code codes coding icd icd10 icd9 cm billable bill billed
+    billing valid invalid still lookup look up description describe descriptor title titles correct right wrong ok okay
+    fine good acceptable allowed use used using claim claims problem list please need needs help can could should would
+    we i you me tell vs versus or one ones same difference between instead current currently anymore exist exists
+    deleted replaced replace replacement replacements new version fy2025 fy2026 year question how many units unit
+    know sure check confirm when where why work works supposed report reported reporting primary secondary
+    diagnosis dx header category""".split()
+)
+QUESTION_CONTENT_MAX = 2  # content words beside explicit codes below which the free text is not searched
+# Negated words that are too general to veto a code on their own ("no acute
+# distress" must not remove acute bronchitis); they still weigh against it.
+GENERIC_NEGATED = frozenset(
+    """acute chronic disease disorder syndrome condition problem finding sign symptom feature new recent last month
+    year week day time today kind type any other unspecified nos site part right left bilateral mild moderate severe
+    history examination exam test result level change normal abnormal complication cause due current active sign
+    evidence finding seen noted episode state status single multiple""".split()
+)
+# A negated condition also rules out the titles that name its kind in other
+# words ("no pneumonia": not "COPD with acute lower respiratory infection").
+NEGATION_IMPLIES = {
+    "pneumonia": (("lower", "respiratory", "infection"),),
+    "sepsis": (("septic",), ("septicemia",)),
+    "fracture": (("fractured",),),
+    "malignant": (("carcinoma",), ("sarcoma",), ("lymphoma",), ("leukemia",), ("metastatic",)),
+    "hemorrhage": (("bleeding",),),
+    "stroke": (("cerebral", "infarction"),),
+}
+_DIABETES_TYPED = re.compile(
+    r"\btype\s*(?:1|2|i|ii|one|two)\b|\bt[12]\s*dm\b|\bdm\s*(?:type\s*)?[12]\b|\b(?:n?iddm)\b|\bjuvenile\b|"
+    r"\binsulin[- ]dependent\b|\bdue to\b|\binduced\b|\bsecondary\b|\bgestational\b|\bpregnan|\bmody\b|"
+    r"\bother specified\b|\blada\b|\blatent autoimmune\b|\bneonatal\b|\bpancreatectomy\b|\bpostprocedural\b|"
+    r"\bcystic fibrosis\b|\bmother\b|\binsipidus\b|\bprediabet|\bpre[- ]diabet|\bborderline\b|\bsteroid",
+    re.I,
+)
+# Words of how a note talks rather than of what it says ("complains of cough
+# for three days"): never searched.
+FILLER_TOKENS = frozenset(
+    """complain complaint present presenting presentation report reported day yesterday today ago since tonight
+    noted note seen visit came come here currently notice noticed started start x days hours man woman boy girl
+    lady gentleman guy gal who pack xray ray ct mri scan imaging ultrasound biopsy labs lab test testing culture
+    cultures grew growing""".split()
+)
+HISTORY_WORDS = frozenset(
+    """history personal family hx h o past previous previously prior mother father mom dad sister brother son
+    daughter grandmother grandfather aunt uncle sibling parent she he has had remote childhood treated ago year
+    month""".split()
+)
+MANIFESTATION = 0.75  # score factor for a manifestation code ("in diseases classified elsewhere")
+OUT_OF_CONTEXT = 0.6
+NOT_STATED_CONGENITAL = 0.8  # "congenital ..." titles for a text that does not say so  # score factor for a pregnancy or newborn code in a text about neither
+# A clause naming only a part of the body says where, not what.
+ANATOMY_TOKENS = frozenset(
+    tokenize(
+        """head face neck chest thorax abdomen belly back spine pelvis hip thigh knee leg calf ankle foot toe heel
+        shoulder arm elbow forearm wrist hand finger thumb eye ear nose mouth throat lung heart kidney liver
+        bladder skin scalp brain breast trunk limb upper lower shows showed show revealed reveals demonstrated
+        film films view views study findings result results adult child patient male female year old"""
+    )
+)
+FULL_NAME = 0.85  # title coverage at which a code's name counts as said in full
+RESIDUAL_SHARE = 0.15
+# words that qualify a condition already coded: left over, they are no finding of their own
+RESIDUAL_QUALIFIERS = frozenset(
+    """exacerbation intractable uncomplicated complicated complication persistent intermittent recurrent controlled
+    uncontrolled stable worsening improving flare resolved resolving remission relapse onset early late mild
+    moderate severe initial subsequent sequela with without""".split()
+)  # unexplained share of a clause's weight that is searched again
+_WITHOUT_STOPS = frozenset({"type", "stage", "grade", "with", "and", "left", "right", "bilateral", "in", "of", "due"})
+_NOT_DIABETES_MELLITUS = frozenset({"insipidus", "prediabetes", "gestational", "mother", "newborn", "neonatal"})
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.I)
 
 
@@ -49,6 +149,7 @@ class _Candidate:
     report: bool
     evidence: list[str] = field(default_factory=list)
     more_specific: str = ""
+    sources: set = field(default_factory=set)  # the findings that report it (see _free_text)
 
 
 class CodeMatcher:
@@ -57,6 +158,9 @@ class CodeMatcher:
     def __init__(self, index: CodeIndex, lexicon: Lexicon) -> None:
         self.index = index
         self.lexicon = lexicon
+        self._title_cache: dict[int, list[tuple[str, int]]] = {}
+        self._tokens: list[str] | None = None
+        self._side_cache: dict[tuple[int, str], int | None] = {}
 
     # ------------------------------------------------------------ public
 
@@ -65,6 +169,13 @@ class CodeMatcher:
         mentions = find_mentions(text)
         explicit = self._explicit(mentions, text)
         free_text = _strip_mentions(text, mentions)
+        if explicit:
+            # A question about the codes it names ("Is E11.9 still valid?"):
+            # its question words are not findings, and with little else the
+            # answer is the named codes and their status only.
+            kept = [w for w in words(free_text) if w not in QUESTION_WORDS]
+            content = [w for w in kept if stem(w) not in STOPWORDS and not w.isdigit()]
+            free_text = " ".join(kept) if len(content) > QUESTION_CONTENT_MAX else ""
         findings, candidates = self._free_text(free_text, has_explicit=bool(explicit))
         seen = {(s.system, s.code) for s in explicit}
         codes = list(explicit)
@@ -130,14 +241,17 @@ class CodeMatcher:
             out = [
                 self._make(
                     row, status="header", score=1.0, evidence=evidence, report=False,
-                    more_specific="a header, not billable: choose a code below it",
+                    more_specific=f"a header, not billable: choose a code below it ({_join(more_specific(idx, child)) if child is not None else 'see the tabular'})",
                 )
             ]
             if child is not None:
                 out.append(
                     self._make(
                         child, score=0.9, evidence=(f"default code under {idx.display[row]}",),
-                        more_specific=f"the default under {idx.display[row]}; the record may support a more specific code",
+                        more_specific=_join(
+                            f"{idx.display[child]} is the default under {idx.display[row]}",
+                            more_specific(idx, child),
+                        ),
                     )
                 )
             return out
@@ -165,118 +279,379 @@ class CodeMatcher:
     # ------------------------------------------------------------ free text
 
     def _free_text(self, text: str, *, has_explicit: bool) -> tuple[list[Finding], list[_Candidate]]:
+        bmi = _bmi_code(text)
+        if bmi is not None:
+            text = _BMI.sub(" ", text)  # the number is coded by _bmi_code, never matched as a word
         clauses = split_clauses(text, self.lexicon)
         if not clauses:
             return [], []
         idx = self.index
         group = PX if _PROCEDURE_CODE.search(text) else DX
+        # Encounter words ("first visit") said anywhere choose 7th characters
+        # everywhere, but never match titles of their own (see search.Query.ext).
         encounter = {t for c in clauses if not c.negated for t in tokenize(" ".join(c.words)) if t in ENCOUNTER_TOKENS}
-        extra = set(encounter)
+        extra: set[str] = set()
         pregnancy = bool(_PREGNANCY.search(text)) and not _NEWBORN.search(text)
         weeks = _weeks(text) if pregnancy else None
         if weeks is not None:
             extra |= {"3", "trimester"} if weeks >= 28 else ({"2", "trimester"} if weeks >= 14 else {"1", "trimester"})
         if _NEWBORN.search(text):
             extra.add("newborn")
+        rewritten = " ".join(w for c in clauses for w in c.words)
+        default_type2 = not _DIABETES_TYPED.search(text) and not _DIABETES_TYPED.search(rewritten)
+        context = frozenset(
+            name for name, pattern in (("pregnancy", _OBSTETRIC), ("newborn", _PERINATAL), ("congenital", _CONGENITAL))
+            if pattern.search(text) or pattern.search(rewritten)
+        )
 
         neg_tokens: set[str] = set()
         for c in clauses:
             if c.negated or c.uncertain:
                 neg_tokens.update(tokenize(" ".join(c.words)))
         positive_tokens: set[str] = set()
+        history_tokens: set[str] = set()
         for c in clauses:
+            toks = tokenize(" ".join(c.words))
             if not (c.negated or c.uncertain or c.history or c.family):
-                positive_tokens.update(tokenize(" ".join(c.words)))
+                positive_tokens.update(toks)
+            elif c.history or c.family:
+                history_tokens.update(toks)
         neg_tokens -= positive_tokens
+        # a negated condition's own words ("no pneumonia", "without bleeding"):
+        # no code that needs one is offered
+        hard_neg = (neg_tokens | _without_tokens(clauses)) - GENERIC_NEGATED - ENCOUNTER_TOKENS - MODIFIER_TOKENS
         idf = idx.idf[group]
-        total_weight = sum(idf[idx.vocab[t]] for t in positive_tokens if t in idx.vocab) or 1.0
+
+        def weight(tokens) -> float:
+            return sum(idf[idx.vocab[t]] for t in tokens if t in idx.vocab)
+
+        total_weight = weight(positive_tokens) or 1.0
 
         findings: list[Finding] = []
         suppressed: set[int] = set()
         cands: dict[int, _Candidate] = {}
-        top_rows: list[int] = []
 
-        def offer(hit: Hit, key: float, report: bool, evidence: list[str]) -> None:
+        def offer(hit: Hit, key: float, source, evidence: list[str]) -> None:
             cur = cands.get(hit.row)
-            if cur is None or key > cur.rank_key:
-                cands[hit.row] = _Candidate(hit.row, hit.score, key, report or (cur.report if cur else False), evidence)
-            elif report:
-                cur.report = True
+            if cur is None:
+                cur = cands[hit.row] = _Candidate(hit.row, hit.score, key, False, evidence)
+            elif key > cur.rank_key:
+                cur.score, cur.rank_key, cur.evidence = hit.score, key, evidence
+            if source is not None:
+                cur.sources.add(source)
 
-        sentences: dict[int, list[Clause]] = {}
-        for c in clauses:
+        sentences: dict[int, list[tuple[int, Clause]]] = {}
+        clause_tops: dict[int, Hit] = {}
+        for number, c in enumerate(clauses):
             if c.negated or c.uncertain:
                 for part in _parts(c.words):
-                    for h in self._search(part, group=group, extra=extra)[:3]:
+                    for h in self._search(part, group=group, extra=extra, encounter=encounter)[:3]:
                         if h.score >= 0.45:
                             suppressed.add(h.row)
                 findings.append(Finding(text=c.text, negated=c.negated, uncertain=c.uncertain, codes=()))
                 continue
             if c.history or c.family:
-                current = self._search(c.words, group=group, extra=extra)
+                if not set(tokenize(" ".join(c.words))) - HISTORY_WORDS:
+                    continue  # "Mother has" before "no diabetes": nothing of its own
+                current = self._search(c.words, group=group, extra=extra, encounter=encounter)
                 for h in current[:2]:
-                    if h.score >= 0.5:
+                    if h.score >= 0.5 and not _is_history(idx, h.row):
                         suppressed.add(h.row)
                 prefix = ("family", "history", "of") if c.family else ("personal", "history", "of")
-                hits = [h for h in self._search(prefix + c.words, group=DX, extra=extra) if _is_history(idx, h.row)]
+                past = tuple(w for w in c.words if w not in ("acute", "recent", "current", "active"))
+                hits = [h for h in self._search(prefix + past, group=DX, extra=extra, encounter=encounter, limit=60)
+                        if _is_history(idx, h.row)]
                 codes = []
                 for h in hits[:3]:
-                    offer(h, 0.6 + h.score * 0.3, h is hits[0] and h.score >= 0.5, [f"history: {c.text}"])
+                    top = h is hits[0] and h.score >= 0.5
+                    offer(h, 0.6 + h.score * 0.3, ("c", number) if top else None, [f"history: {c.text}"])
                     codes.append(idx.display[h.row])
                 findings.append(Finding(text=c.text, history=True, codes=tuple(codes[:1])))
                 continue
-            content = set(tokenize(" ".join(c.words))) - ENCOUNTER_TOKENS - MODIFIER_TOKENS
-            if not content:
-                continue  # "first visit for this injury": already applied to every finding
-            sentences.setdefault(c.sentence, []).append(c)
-            hits = self._search(c.words, group=group, extra=extra, neg=neg_tokens)
+            content = set(tokenize(" ".join(c.words))) - ENCOUNTER_TOKENS - MODIFIER_TOKENS - FILLER_TOKENS
+            if not content or content <= ANATOMY_TOKENS:
+                # "first visit for this injury" (applied to every finding already);
+                # "chest x-ray shows" before "no pneumonia": a place, not a finding
+                continue
+            sentences.setdefault(c.sentence, []).append((number, c))
+            hits = self._search(c.words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
+                                default_type2=default_type2, context=context)
+            if "screening" in c.words:
+                # a screening is coded as the screening (Z11-Z13), never as the disease looked for
+                hits = [h for h in hits if "screening" in idx.official[h.row].lower()]
             codes = []
+            clause_weight = weight([t for t in tokenize(" ".join(c.words)) if t not in FILLER_TOKENS])
             for n, h in enumerate(hits[:8]):
-                top = n == 0 and h.score >= REPORT_FLOOR
-                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5, top, [f"'{c.text}'"] + list(c.evidence))
+                # reported: a good score, or one of the code's names said in
+                # full among other words ("postmenopausal ... osteoporosis")
+                top = n == 0 and (h.score >= REPORT_FLOOR or (h.dcov >= FULL_NAME and h.explained >= 0.35 * clause_weight))
+                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5,
+                      ("c", number) if top else None, [f"'{c.text}'"] + list(c.evidence))
                 if n == 0:
-                    top_rows.append(h.row)
+                    clause_tops[number] = h
                     codes.append(idx.display[h.row])
+            # "Use additional code" asked for by the best code (E11.22 -> the
+            # CKD stage N18.-; I13.0 -> the heart failure I50.-): the clause's
+            # words left over are searched among the codes the note names.
+            main = clause_tops.get(number)
+            if main is not None and (main.score >= REPORT_FLOOR or main.dcov >= FULL_NAME):
+                refs = _additional_refs(idx, main.row)
+                left = {t for t in tokenize(" ".join(c.words))} - {self._token(t) for t in main.matched}
+                left -= FILLER_TOKENS
+                if refs != ("\0",) and left & set(idx.vocab):
+                    extra_hits = [
+                        h for h in self._search(c.words, group=group, extra=extra, encounter=encounter,
+                                                neg=neg_tokens, context=context, limit=60)
+                        if idx.key[h.row].startswith(refs) and idx.key[h.row][:3] != idx.key[main.row][:3]
+                        and {self._token(t) for t in h.matched} & left
+                    ]
+                    if extra_hits and extra_hits[0].score >= 0.3:
+                        h = extra_hits[0]
+                        offer(h, cands[main.row].rank_key - 0.005, ("c", number, "additional"),
+                              [f"'{c.text}'", f"{idx.display[main.row]}: use additional code"])
+                        codes.append(idx.display[h.row])
+            # Explain away: words the best code leaves unexplained ("cough and
+            # fever", "heart failure ... and CKD stage 3b") are searched again,
+            # up to twice, as findings of their own.
+            rest = [t for t in tokenize(" ".join(c.words)) if t not in FILLER_TOKENS]
+            for round_ in (1, 2, 3):
+                if not hits:
+                    break
+                done = {self._token(t) for t in hits[0].matched}
+                rest = [t for t in rest if t not in done]
+                content = [t for t in rest if t not in MODIFIER_TOKENS and t not in ENCOUNTER_TOKENS
+                           and t not in GENERIC_NEGATED and t not in RESIDUAL_QUALIFIERS and t in idx.vocab]
+                if not content or weight(content) < RESIDUAL_SHARE * clause_weight:
+                    break
+                hits = self._search(tuple(rest), group=group, extra=extra, encounter=encounter, neg=neg_tokens,
+                                    default_type2=default_type2, context=context)
+                if not hits or not hits[0].matched & {idx.vocab[t] for t in content}:
+                    break
+                if not (hits[0].score >= REPORT_FLOOR or
+                        (hits[0].dcov >= FULL_NAME and hits[0].explained >= 0.35 * weight(rest))):
+                    break
+                h = hits[0]
+                main = clause_tops.get(number)
+                integral = (
+                    main is not None and idx.key[h.row][0] == "R" and idx.key[main.row][0] != "R"
+                    and not idx.key[h.row].startswith(_additional_refs(idx, main.row))
+                )
+                # a symptom left over beside a diagnosis ("gastroenteritis with
+                # vomiting") is part of it: offered, not reported
+                main_key = cands[main.row].rank_key if main is not None and main.row in cands else 2.0
+                offer(h, min(1.0 + h.score * 0.5 + h.explained / total_weight * 0.5, main_key) - 0.01 * round_,
+                      None if integral else ("c", number, round_), [f"'{c.text}'"] + list(c.evidence))
+                codes.append(idx.display[h.row])
             findings.append(Finding(text=c.text, codes=tuple(codes)))
 
-        # each sentence as a whole: joins "twin" with "delivered by cesarean"
-        for group_clauses in sentences.values():
+        # Each sentence as a whole: joins "twin" with "delivered by cesarean",
+        # and "Osteoarthrosis, localized, primary, lower leg" into one title.
+        # When one code explains nearly all of the sentence, the clauses it
+        # explains are not reported on their own.
+        absorbed: set = set()
+        for number, group_clauses in sentences.items():
             if len(group_clauses) < 2:
                 continue
-            words = tuple(w for c in group_clauses for w in c.words)
-            hits = self._search(words, group=group, extra=extra, neg=neg_tokens)
+            words = tuple(w for _, c in group_clauses for w in c.words)
+            hits = self._search(words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
+                                default_type2=default_type2, context=context)
+            if not hits:
+                continue
+            sentence_tokens = set(tokenize(" ".join(words))) - ENCOUNTER_TOKENS
+            first = hits[0]
+            matched_tokens = {self._token(t) for t in first.matched}
+            coverage = weight(matched_tokens & sentence_tokens) / (weight(sentence_tokens) or 1.0)
+            whole = first.score >= 0.55 and coverage >= 0.7
             for n, h in enumerate(hits[:5]):
                 top = n == 0 and h.score >= 0.55
-                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5, top, ["the sentence as a whole"])
+                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5,
+                      ("s", number) if top else None, ["the sentence as a whole"])
+            if whole:
+                wanted = _additional_refs(idx, first.row)
+                for clause_number, c in group_clauses:
+                    toks = set(tokenize(" ".join(c.words))) - ENCOUNTER_TOKENS - MODIFIER_TOKENS
+                    own = clause_tops.get(clause_number)
+                    if own is not None and (own.row == first.row or idx.key[own.row].startswith(wanted)):
+                        continue  # the same code, or one the whole code's note asks to add
+                    if weight(toks & matched_tokens) >= 0.5 * weight(toks):
+                        absorbed.add(("c", clause_number))
 
+        if bmi is not None and idx.row(ICD, bmi) is not None:
+            for row in [r for r in cands if idx.key[r].startswith("Z68")]:
+                del cands[row]  # the number decides the BMI code
+            row = idx.row(ICD, bmi)
+            cands[row] = _Candidate(row, 0.9, 1.4, True, ["body mass index stated"], sources={("b", 0)})
         if weeks is not None:
             row = idx.row(ICD, f"Z3A{weeks:02d}") if 8 <= weeks <= 42 else None
             if row is not None:
-                cands[row] = _Candidate(row, 0.9, 1.5, True, [f"{weeks} weeks of gestation"])
+                cands[row] = _Candidate(row, 0.9, 1.5, True, [f"{weeks} weeks of gestation"], sources={("w", 0)})
 
         if group == DX and _PROCEDURE.search(text):
             words = tuple(w for c in clauses if not (c.negated or c.uncertain) for w in c.words)
             for h in self._search(words, group=PX, extra=set())[:3]:
                 if h.score >= 0.5:
                     cands.setdefault(h.row, _Candidate(h.row, h.score, h.score * 0.2, False, ["procedure words in the text"]))
+        for cand in cands.values():
+            cand.report = bool(cand.sources - absorbed)
+            if cand.sources and not cand.report:
+                cand.rank_key -= 1.0  # a clause the sentence's code explains is not a finding of its own
+            if idx.key[cand.row][0] in "VWXY" and idx.system[cand.row] == ICD:
+                # external causes (V00-Y99) are never the first-listed code: offered after the injury
+                cand.report = False
+                cand.rank_key -= 0.6
         self._apply_rules(cands, positive_tokens)
         for row in suppressed:
             if row in cands and not cands[row].evidence[:1] == ["combination"]:
                 del cands[row]
+        implied = [phrase for t in hard_neg for phrase in NEGATION_IMPLIES.get(t, ())]
+        if hard_neg:
+            for row in list(cands):
+                cand = cands[row]
+                if cand.evidence[:1] == ["combination"] or _is_history(idx, row):
+                    continue
+                title = self._title_tokens(row)
+                needed = {t for t, role in title if role != WITHOUT}
+                if needed & hard_neg or any(set(phrase) <= needed for phrase in implied):
+                    del cands[row]
+        if any(idx.key[c.row].startswith("E10") and c.report for c in cands.values()):
+            for cand in cands.values():
+                if idx.key[cand.row] == "Z794":
+                    cand.report = False  # insulin use is implied by type 1 diabetes (guideline I.C.4.a.3)
+        if default_type2:
+            for cand in cands.values():
+                if idx.key[cand.row].startswith("E11") and idx.system[cand.row] == ICD:
+                    cand.more_specific = "the type of diabetes (type 2 is the default when the type is not stated)"
         ranked = sorted(cands.values(), key=lambda c: (-int(c.report), -c.rank_key))
         self._dedupe_report(ranked)
-        ranked.sort(key=lambda c: (-int(c.report), -c.rank_key))
+        # external causes (V00-Y99) follow every diagnosis code
+        ranked.sort(key=lambda c: (-int(c.report), idx.key[c.row][0] in "VWXY", -c.rank_key))
+        text_tokens = set(tokenize(rewritten))
+        for cand in ranked[:MAX_CODES]:
+            cand.more_specific = _join(
+                more_specific(idx, cand.row), cand.more_specific,
+                *seventh_character_defaults(idx.official[cand.row], text_tokens),
+            )
         return findings, ranked
 
-    def _search(self, words, *, group: str, extra: set[str], neg: set[str] = frozenset()) -> list[Hit]:
-        tokens = tokenize(" ".join(words))
+    def _token(self, token_id: int) -> str:
+        if self._tokens is None:
+            self._tokens = [""] * len(self.index.vocab)
+            for t, i in self.index.vocab.items():
+                self._tokens[i] = t
+        return self._tokens[token_id]
+
+    def _title_tokens(self, row: int) -> list[tuple[str, int]]:
+        got = self._title_cache.get(row)
+        if got is None:
+            got = self._title_cache[row] = title_roles(self.index.official[row])
+        return got
+
+    def _search(self, words, *, group: str, extra: set[str], encounter: set[str] = frozenset(),
+                neg: set[str] = frozenset(), default_type2: bool = False,
+                context: frozenset[str] | None = None, limit: int = 12) -> list[Hit]:
+        tokens = [t for t in tokenize(" ".join(words)) if t not in FILLER_TOKENS]
         local_neg = set(neg)
         if "without" in words:
-            after = words[words.index("without") + 1 :]
-            local_neg.update(tokenize(" ".join(after[:3])))
+            # "without complication, type 2": the negated phrase ends at a qualifier
+            after = []
+            for w in words[words.index("without") + 1 :]:
+                if w in _WITHOUT_STOPS or w.isdigit() or len(after) == 3:
+                    break
+                after.append(w)
+            local_neg.update(tokenize(" ".join(after)))
+        for i, w in enumerate(words[:-1]):
+            # "not intractable", "not in remission": the title's negation, not the text's
+            if w == "not" and words[i + 1] not in ("elsewhere", "specified", "otherwise"):
+                nxt = words[i + 2] if words[i + 1] == "in" and i + 2 < len(words) else words[i + 1]
+                local_neg.update(tokenize(nxt))
+        joined = " ".join(words)
+        ext = [t for t in encounter if t not in tokens]
+        if "encounter for" not in joined:
+            # "initial encounter" picks a 7th character; it is not a title word
+            ext += [t for t in tokens if t in SEVENTH_WORDS]
+            tokens = [t for t in tokens if t not in SEVENTH_WORDS]
+        if default_type2 and "diabetes" in tokens and not set(tokens) & _NOT_DIABETES_MELLITUS:
+            tokens += ["type", "2"]
         tokens = tokens + [t for t in extra if t not in tokens]
         neg_ids = (set(neg) - set(tokens)) | local_neg
-        return search(self.index, make_query(self.index, tokens, neg=sorted(neg_ids), group=group), limit=12)
+        query = make_query(self.index, tokens, neg=sorted(neg_ids), group=group, ext=ext)
+        hits = search(self.index, query, limit=limit)
+        if context is not None:
+            hits = self._in_context(hits, context)
+        sides = SIDES.intersection(tokens)
+        if len(sides) == 1 and group == DX:
+            hits = self._stated_side(hits, next(iter(sides)))
+        return hits
+
+    def _in_context(self, hits: list[Hit], context: frozenset[str]) -> list[Hit]:
+        """Chapter 15 codes need a pregnancy, chapter 16 codes a newborn, Z38 a birth:
+        without one in the text they fall behind the other codes."""
+        out = []
+        for h in hits:
+            key = self.index.key[h.row]
+            need = "pregnancy" if key[0] == "O" else ("newborn" if key[0] == "P" or key.startswith("Z38") else "")
+            factor = OUT_OF_CONTEXT if need and need not in context else 1.0
+            if "congenital" not in context and "congenital" in self.index.official[h.row].lower():
+                factor *= NOT_STATED_CONGENITAL
+            if self._manifestation(h.row):
+                factor *= MANIFESTATION  # "... in diseases classified elsewhere": code first the disease
+            if factor != 1.0:
+                h = Hit(row=h.row, score=round(h.score * factor, 4), matched=h.matched, alias=h.alias,
+                        explained=h.explained * factor, dcov=h.dcov)
+            out.append(h)
+        out.sort(key=lambda h: -h.score)
+        return out
+
+    def _manifestation(self, row: int) -> bool:
+        return "in diseases classified elsewhere" in self.index.official[row].lower()
+
+    def _stated_side(self, hits: list[Hit], side: str) -> list[Hit]:
+        """A text that states the side never gets the "unspecified side" code when a sided sibling exists."""
+        out, seen = [], set()
+        for n, h in enumerate(hits):
+            if n < 6 and "unspecified" in self.index.official[h.row].lower():
+                sided = self._side_sibling(h.row, side)
+                if sided is not None:
+                    h = Hit(row=sided, score=h.score, matched=h.matched, alias=h.alias, explained=h.explained,
+                            dcov=h.dcov)
+            if h.row not in seen:
+                seen.add(h.row)
+                out.append(h)
+        return out
+
+    def _side_sibling(self, row: int, side: str) -> int | None:
+        key = (row, side)
+        if key in self._side_cache:
+            return self._side_cache[key]
+        idx = self.index
+        found = None
+        parent = idx.row(ICD, idx.parent[row]) if idx.parent[row] else None
+        up = idx.row(ICD, idx.parent[parent]) if parent is not None and idx.parent[parent] else None
+        for top in (parent, up):
+            if top is None or found is not None:
+                continue
+            leaves = idx.billable_descendants(top)
+            if len(leaves) > 400:
+                continue
+            for leaf in leaves:
+                if len(idx.key[leaf]) != len(idx.key[row]) or idx.key[leaf][6:] != idx.key[row][6:]:
+                    continue
+                if self._same_but_side(row, leaf, side):
+                    found = leaf
+                    break
+        self._side_cache[key] = found
+        return found
+
+    def _side_free(self, row: int) -> frozenset[str]:
+        return frozenset(t for t, _ in self._title_tokens(row) if t not in SIDES and t not in ("unspecified", "side"))
+
+    def _same_but_side(self, row: int, other: int, side: str) -> bool:
+        """`other` is `row` with its unspecified side (and the part it names) stated as `side`."""
+        mine = {t for t, _ in self._title_tokens(row)}
+        theirs = {t for t, _ in self._title_tokens(other)}
+        if side not in theirs:
+            return False
+        return theirs - mine <= SIDES and mine - theirs <= UNSPECIFIED_HEADS | {"unspecified", "side"}
 
     def _apply_rules(self, cands: dict[int, _Candidate], positive_tokens: set[str]) -> None:
         idx = self.index
@@ -289,6 +664,23 @@ class CodeMatcher:
                     if replaces == "I1" or k[:3] == key[:3]:
                         c.report = False
             cands[row] = _Candidate(row, 0.95, 2.0, True, ["combination", why])
+        # "Use additional code" on a sibling: BPH (N40.0) reported beside nocturia
+        # (R35.1) becomes BPH with lower urinary tract symptoms (N40.1), whose
+        # note asks for the symptom code; the symptom stays.
+        reported_rows = [c.row for c in cands.values() if c.report and idx.system[c.row] == ICD]
+        for cand in list(cands.values()):
+            if not cand.report or idx.system[cand.row] != ICD:
+                continue
+            sibling = with_symptom_sibling(idx, cand.row, [idx.key[r] for r in reported_rows if r != cand.row])
+            if sibling is None:
+                continue
+            row, because = sibling
+            cand.report = False
+            new = cands.get(row)
+            if new is None:
+                new = cands[row] = _Candidate(row, cand.score, cand.rank_key + 0.01, True, [])
+            new.report, new.rank_key = True, max(new.rank_key, cand.rank_key + 0.01)
+            new.evidence = [f"{idx.display[cand.row]} with {because}: its note asks for that code as well"]
 
     def _dedupe_report(self, ranked: list[_Candidate]) -> None:
         idx = self.index
@@ -311,7 +703,7 @@ class CodeMatcher:
 
     def _suggestion(self, cand: _Candidate) -> Suggestion:
         idx = self.index
-        more = cand.more_specific or _missing_detail(idx.official[cand.row])
+        more = cand.more_specific or more_specific(idx, cand.row)
         return self._make(
             cand.row, score=round(min(1.0, cand.score), 4), evidence=tuple(cand.evidence[:4]),
             report=cand.report, more_specific=more,
@@ -333,20 +725,31 @@ class CodeMatcher:
         return self.index.display[row] if row is not None else key
 
 
-def _missing_detail(title: str) -> str:
-    low = title.lower()
-    gaps = []
-    if "unspecified side" in low or re.search(r"unspecified (ear|eye|knee|hip|shoulder|arm|leg|hand|foot|lung|kidney|breast|wrist|ankle|elbow|limb)", low):
-        gaps.append("laterality (left, right or bilateral)")
-    if "unspecified part" in low or "unspecified site" in low:
-        gaps.append("the exact site")
-    if "unspecified type" in low or low.startswith("unspecified"):
-        gaps.append("the type")
-    if "stage unspecified" in low or "unspecified stage" in low:
-        gaps.append("the stage")
-    if "unspecified" in low and not gaps:
-        gaps.append("more detail from the record")
-    return "; ".join(gaps)
+def _without_tokens(clauses: list[Clause]) -> set[str]:
+    """The words a positive clause says it is without ("reflux esophagitis without bleeding")."""
+    out: set[str] = set()
+    for c in clauses:
+        if c.negated or c.uncertain or "without" not in c.words:
+            continue
+        after = []
+        for w in c.words[c.words.index("without") + 1 :]:
+            if w in _WITHOUT_STOPS or w.isdigit() or len(after) == 3:
+                break
+            after.append(w)
+        out.update(tokenize(" ".join(after)))
+    return out
+
+
+def _additional_refs(index: CodeIndex, row: int) -> tuple[str, ...]:
+    """Code prefixes the "use additional code" notes of `row` and its ancestors ask for."""
+    refs: list[str] = []
+    for r in [row, *index.ancestors(row)]:
+        refs.extend(index.use_additional.get(r, ()))
+    return tuple(refs) or ("\0",)
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(dict.fromkeys(p for p in parts if p))
 
 
 def _strip_mentions(text: str, mentions: list[Mention]) -> str:
@@ -387,6 +790,31 @@ def _parts(words: tuple[str, ...]) -> list[tuple[str, ...]]:
     if len(parts) > 1:
         parts.append(tuple(words))
     return parts
+
+
+_BMI = re.compile(r"\bbmi\b\s*(?:of|is|was|=|:)?\s*(\d{2}(?:\.\d+)?)", re.I)
+_CHILD = re.compile(r"\b(child|pediatric|paediatric|percentile|boy|girl|year-old|years? old|yo)\b", re.I)
+
+
+def _bmi_code(text: str) -> str | None:
+    """Z68.- for an adult body mass index stated as a number (children's BMI is a percentile)."""
+    m = _BMI.search(text)
+    if m is None:
+        return None
+    age = re.search(r"\b(\d{1,2})[- ]?(?:year|yr)s?[- ]?old\b|\b(\d{1,2})\s*yo\b", text, re.I)
+    if age and int(age.group(1) or age.group(2)) < 20:
+        return None
+    if age is None and _CHILD.search(text) and "adult" not in text.lower():
+        return None
+    value = float(m.group(1))
+    if value < 20:
+        return "Z681"
+    if value < 40:
+        return f"Z68{int(value)}" if value >= 25 else "Z6820" if value < 21 else f"Z682{int(value) - 20}"
+    for limit, key in ((45, "Z6841"), (50, "Z6842"), (60, "Z6843"), (70, "Z6844")):
+        if value < limit:
+            return key
+    return "Z6845"
 
 
 def _weeks(text: str) -> int | None:

@@ -5,6 +5,9 @@
   always with the stage and heart-failure codes the notes ask for.
 - Excludes1: two codes whose notes exclude each other are never reported
   together; the lower-ranked one is dropped.
+- "Use additional code" on a "with" sibling: a code "X without Y" reported
+  beside a code that the note of its sibling "X with Y" asks for (BPH
+  without LUTS beside nocturia) becomes "X with Y"; the other code stays.
 - One category, one code: a second code of the same 3-character category is
   not reported beside the first (E11.9 beside E11.22), except for injuries
   and external causes, where several sites are normal.
@@ -52,3 +55,23 @@ def _excludes(index: CodeIndex, row: int, other_key: str) -> bool:
 
 def same_category_allowed(key: str) -> bool:
     return key[0] in "STVWXYZ"
+
+
+def with_symptom_sibling(index: CodeIndex, row: int, other_keys: list[str]) -> tuple[int, str] | None:
+    """(sibling row, the other code) when `row` is "X without Y" and a reported code is one that
+    the note of its sibling "X with Y" asks to add."""
+    title = index.official[row]
+    if " without " not in title or not other_keys:
+        return None
+    parent = index.row(ICD, index.parent[row]) if index.parent[row] else None
+    if parent is None:
+        return None
+    wanted = title.replace(" without ", " with ", 1)
+    for sib in index.children.get(parent, []):
+        if sib == row or index.official[sib] != wanted or not index.billable[sib] or index.status[sib] != "valid":
+            continue
+        refs = index.use_additional.get(sib, ())
+        for key in other_keys:
+            if key[:3] != index.key[row][:3] and any(key.startswith(ref) for ref in refs):
+                return sib, index.display[index.row(ICD, key)] if index.row(ICD, key) is not None else key
+    return None

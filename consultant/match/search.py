@@ -18,10 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consultant.match.index import DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
+from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
 MAX_CANDIDATES = 1500
 NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
+CONTRADICTED_PENALTY = 0.35
+COMPOUND_WEIGHT = 0.25  # a title that says "without" a word the text states
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Query:
     weights: dict[int, float]  # token id -> weight
     neg: frozenset[int] = frozenset()  # token ids the text negates
     group: str = DX  # DX: ICD-10-CM; PX: procedures and supplies (PCS, CPT, HCPCS)
+    ext: frozenset[int] = frozenset()  # token ids used only to pick a 7th character
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,23 @@ class Hit:
     matched: frozenset[int]  # query token ids the code explains
     alias: bool = False
     explained: float = 0.0  # absolute query weight explained
+    dcov: float = 0.0  # how much of the best-matching name the text explains
 
 
-def make_query(index: CodeIndex, tokens: list[str], *, neg: list[str] = (), group: str = DX) -> Query:
+def make_query(
+    index: CodeIndex, tokens: list[str], *, neg: list[str] = (), group: str = DX, ext: list[str] = ()
+) -> Query:
+    """`ext` tokens (encounter words said elsewhere in the text) only choose 7th characters."""
     idf = index.idf[group]
     weights: dict[int, float] = {}
-    for t in tokens:
+    for t in [*tokens, *ext]:
         tid = index.vocab.get(t)
         if tid is not None:
-            weights[tid] = idf[tid]
+            # "stage2" only breaks ties between stages: a rare token, kept light
+            weights[tid] = idf[tid] * (COMPOUND_WEIGHT if is_compound(t) else 1.0)
     neg_ids = frozenset(index.vocab[t] for t in neg if t in index.vocab)
-    return Query(weights=weights, neg=neg_ids, group=group)
+    ext_ids = frozenset(index.vocab[t] for t in ext if t in index.vocab and t not in tokens)
+    return Query(weights=weights, neg=neg_ids, group=group, ext=ext_ids)
 
 
 def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
@@ -57,13 +67,15 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     # words that only 7th characters use (initial, subsequent, sequela...) are
     # left to the family step and do not count against other titles
     postings = index.postings[query.group]
-    base_weights = {t: w for t, w in query.weights.items() if postings[t]}
-    ext_weights = {t: w for t, w in query.weights.items() if not postings[t]}
+    base_weights = {t: w for t, w in query.weights.items() if postings[t] and t not in query.ext}
+    ext_weights = {t: w for t, w in query.weights.items() if t not in base_weights}
     q_total = sum(base_weights.values()) or 1.0
     idf = index.idf[query.group]
     docs = index.docs
     neg = query.neg
-    best: dict[int, tuple[float, int, frozenset[int], float]] = {}
+    without = index.vocab.get("without")
+    best: dict[int, tuple[float, int, frozenset[int], float, float, float]] = {}
+    also: dict[int, set[int]] = {}
     for d in _candidates(postings, base_weights):
         doc = docs[d]
         matched_q = 0.0
@@ -74,6 +86,10 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
         for t, role in zip(doc.tokens, doc.roles):
             w = base_weights.get(t)
             if w is not None:
+                if role == WITHOUT and t not in neg and t != without:
+                    # "without proteinuria" for a text that states proteinuria
+                    penalty *= CONTRADICTED_PENALTY
+                    continue
                 matched_q += w
                 matched_cost += idf[t] * ROLE_COST[role]
                 hit_tokens.append(t)
@@ -92,16 +108,29 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
             score *= 0.97
         prev = best.get(doc.target)
         if prev is None or score > prev[0]:
-            best[doc.target] = (score, d, frozenset(hit_tokens), matched_q)
+            best[doc.target] = (score, d, frozenset(hit_tokens), matched_q, credit, dcov)
+        if penalty == 1.0 and hit_tokens:
+            also.setdefault(doc.target, set()).update(hit_tokens)
+    # A code's names are synonyms: query words explained by any of them
+    # ("onychomycosis" by one inclusion term, "dermatophyte" by another)
+    # count for the code, at the title coverage of its best name.
+    for target, tokens in also.items():
+        score, d, matched, explained, credit, dcov = best[target]
+        if len(tokens) > len(matched) and score > credit:
+            union = sum(base_weights[t] for t in tokens | matched)
+            if union > explained:
+                gain = union / explained if explained else 1.0
+                best[target] = ((score - credit) * gain + credit, d, frozenset(tokens | matched), union, credit, dcov)
     ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
     hits: list[Hit] = []
-    for target, (score, d, matched, explained) in ranked:
+    for target, (score, d, matched, explained, _, dcov) in ranked:
         if target >= 0:
             row = target
         else:
             row, bonus = _pick_member(index, -target - 1, query, matched, ext_weights, q_total)
             score += bonus
-        hits.append(Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=docs[d].alias, explained=explained))
+        hits.append(Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=docs[d].alias,
+                        explained=explained, dcov=round(dcov, 4)))
         if len(hits) >= limit:
             break
     hits.sort(key=lambda h: -h.score)

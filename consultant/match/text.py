@@ -20,8 +20,11 @@ STOPWORDS = frozenset(
 )
 
 # Title words that a question need not mention: they describe the default.
+# ("A fracture not indicated as displaced or nondisplaced should be coded to
+# displaced": the tabular's own default.)
 DEFAULT_WORDS = frozenset(
-    """unspecified nos site part type unsp specified elsewhere classified not uncomplicated""".split()
+    """unspecified nos site part type unsp specified elsewhere classified not uncomplicated displaced unilateral
+    female side""".split()
 )
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -138,10 +141,48 @@ _FORMS = {
     "nine": "9",
     "ten": "10",
     "twice": "2",
+    "manic": "mania",
+    "biceps": "biceps",
+    "triceps": "triceps",
+    "quadriceps": "quadriceps",
+    "forceps": "forceps",
+    "lapse": "lapse",
+    "abdominal": "abdomen",
+    "venous": "vein",
+    "pancreatic": "pancreas",
+    "hiatal": "hiatus",
+    "colonic": "colon",
+    "rectal": "rectum",
+    "uterine": "uterus",
+    "ovarian": "ovary",
+    "prostatic": "prostate",
+    "duodenal": "duodenum",
+    "splenic": "spleen",
+    "testicular": "testis",
+    "laryngeal": "larynx",
+    "tracheal": "trachea",
+    "pleural": "pleura",
+    "neonatal": "newborn",
+    "neonate": "newborn",
+    "neonates": "newborn",
+    "bowel": "intestine",
+    "bowels": "intestine",
+    "oral": "mouth",
+    "candidal": "candidiasis",
+    "monilial": "candidiasis",
+    "moniliasis": "candidiasis",
+    "cutaneous": "skin",
+    "nasal": "nose",
+    "stills": "stills",
+    "bells": "bells",
 }
 
+# Eponyms whose bare word is an ordinary English word: only the possessive
+# ("Still's disease") names the condition, so "still valid?" never does.
+_EPONYM_POSSESSIVE = {"still": "stills", "bell": "bells"}
+
 # Endings that must not lose their final "s".
-_KEEP_S = ("ss", "us", "is", "ys", "os", "as", "ps")
+_KEEP_S = ("ss", "us", "is", "ys", "os", "as")
 
 
 def fold(text: str) -> str:
@@ -156,6 +197,8 @@ def stem(word: str) -> str:
     """Fold one lower-case word to its matching form."""
     if word.endswith("'s"):
         word = word[:-2]
+        if word in _EPONYM_POSSESSIVE:
+            return _EPONYM_POSSESSIVE[word]
     word = word.replace("'", "")
     if word in _FORMS:
         return _FORMS[word]
@@ -175,5 +218,29 @@ def words(text: str) -> list[str]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Stemmed content tokens of `text`, in order, stopwords removed."""
-    return [t for t in (stem(w) for w in words(text)) if t and t not in STOPWORDS]
+    """Stemmed content tokens of `text`, in order, stopwords removed, with their compounds."""
+    tokens = [t for t in (stem(w) for w in words(text)) if t and t not in STOPWORDS]
+    return tokens + [c for c in compounds(tokens) if c not in tokens]
+
+
+# A number belongs to the word that names its axis: "stage 2" is not "type 2"
+# ("Type 1 diabetes with CKD stage 2" must not reach stage 1). The pair is
+# kept as one more token ("stage2"), on both sides of a match.
+AXIS_BEFORE = frozenset({"stage", "type", "grade", "class", "phase", "level", "zone", "gravida", "para"})
+AXIS_AFTER = frozenset({"degree", "trimester", "week", "weeks", "rib", "ribs", "stage"})
+_NUMBERISH = re.compile(r"^(?:\d{1,2}[a-d]?|[a-d])$")
+
+
+def is_compound(token: str) -> bool:
+    head = token.rstrip("0123456789abcd")
+    return head != token and (head in AXIS_BEFORE or head in AXIS_AFTER) and bool(_NUMBERISH.match(token[len(head):]))
+
+
+def compounds(tokens: list[str]) -> list[str]:
+    out = []
+    for a, b in zip(tokens, tokens[1:]):
+        if a in AXIS_BEFORE and _NUMBERISH.match(b):
+            out.append(f"{a}{b}")
+        elif _NUMBERISH.match(a) and a[0].isdigit() and b in AXIS_AFTER:
+            out.append(f"{'week' if b == 'weeks' else b}{a}")
+    return out
