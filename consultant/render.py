@@ -88,7 +88,10 @@ def render_parts(kind: str, context: dict[str, Any]) -> tuple[str, str]:
 
 
 def reply_subject(subject: str) -> str:
-    clean = clean_header(subject)
+    # "=?" is broken up: Python 3.11.7's email package decodes RFC 2047 words in a value
+    # it is given, so a literal "=?utf-8?q?=0D=0ABcc:...?=" would come out as a new header
+    # (CVE-2024-6923, fixed only in later releases).
+    clean = clean_header(subject).replace("=?", "= ?")
     stripped = _RE_PREFIX.sub("", clean).strip()
     return f"Re: {stripped}" if stripped else "Re: your coding question"
 
@@ -132,6 +135,11 @@ def render_reply(
 _MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 
 
+def _message_ids(value: str) -> list[str]:
+    """The <id@host> tokens of `value`, less any that hold an RFC 2047 word (see reply_subject)."""
+    return [m for m in _MSGID.findall(value) if "=?" not in m]
+
+
 def build_message(reply: Reply, *, sender: str, now: datetime) -> bytes:
     msg = EmailMessage()
     msg["From"] = f"CaseConsultant <{sender}>"
@@ -139,10 +147,10 @@ def build_message(reply: Reply, *, sender: str, now: datetime) -> bytes:
     msg["Subject"] = reply.subject
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = reply.message_id
-    in_reply_to = _MSGID.findall(reply.in_reply_to)
+    in_reply_to = _message_ids(reply.in_reply_to)
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to[0]
-        refs = [r for ref in reply.references for r in _MSGID.findall(ref)]
+        refs = [r for ref in reply.references for r in _message_ids(ref)]
         chain = [r for r in refs if r != in_reply_to[0]][-10:] + [in_reply_to[0]]
         msg["References"] = " ".join(chain)
     msg["Auto-Submitted"] = "auto-replied"
