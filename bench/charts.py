@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 TARGET_MSGS = 200
 SETUPS = ("transport", "sqlite-1", "postgresql-1", "postgresql-2")

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import datetime, timezone
 from html import escape
 
 MIX = (("code", 0.30), ("lay", 0.30), ("note", 0.27), ("command", 0.03), ("machine", 0.10))
@@ -222,7 +222,7 @@ def generate_mail(count: int, codes: CodeSample, *, to: str, seed: int = 1, star
     kinds = [k for k, share in MIX for _ in range(round(count * share))]
     kinds = (kinds + ["note"] * count)[:count]
     rng.shuffle(kinds)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [build_mail(rng, start + i, kind, codes, to=to, now=now) for i, kind in enumerate(kinds)]
 
 

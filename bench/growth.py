@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, func
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from bench.procs import percentile
@@ -32,7 +32,7 @@ def seed_history(engine: Engine, *, count: int, first_uid: int, seed: int = 5) -
     from consultant.models import Case, Outbox
 
     rng = random.Random(seed + first_uid)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     raw_question = b"From: someone@clinic.example\r\nSubject: dx code\r\n\r\n" + b"What is the code for HTN? " * 24
     raw_reply = b"From: consultant@localhost\r\nSubject: Re: dx code\r\n\r\n" + b"I10 Essential hypertension. " * 50
     for start in range(0, count, 5000):

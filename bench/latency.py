@@ -6,7 +6,7 @@ Dovecot and the sink. Questions are appended one by one at random moments
 end of its APPEND (it is in the mailbox) to its reply at the sink, matched by
 In-Reply-To. With polling, a question waits for the next poll, so the bound
 is the poll interval plus the time to answer it. The service is stopped with
-SIGTERM, as an operator would, and its peak RSS taken from its rusage.
+SIGTERM, as an operator would, after its peak RSS (VmHWM) is read.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.corpus import Generated
 from bench.e2e import worker_env
-from bench.procs import percentile
+from bench.procs import peak_rss_mb, percentile
 from bench.servers import Dovecot, Sink
 
 START_TIMEOUT = 300.0
@@ -58,9 +58,10 @@ def run_light_load(
                 headers = BytesHeaderParser().parsebytes(raw)
                 replies[str(headers.get("In-Reply-To", "")).strip()] = stamp
     finally:
+        peak = peak_rss_mb(service.pid)
         service.send_signal(signal.SIGTERM)
         try:
-            _, status, usage = _wait4(service.pid, timeout=60)
+            _wait4(service.pid, timeout=60)
         except TimeoutError:
             service.kill()
             raise
@@ -73,7 +74,7 @@ def run_light_load(
         "p95_s": round(percentile(latencies, 95), 3),
         "max_s": round(max(latencies, default=0), 3),
         "target_s": poll_seconds + 1,
-        "service_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "service_peak_rss_mb": peak,
         "latencies_s": [round(x, 3) for x in latencies],
     }
 
@@ -89,11 +90,11 @@ def _wait_for_log(path: Path, text: str, process: subprocess.Popen) -> None:
     raise RuntimeError(f"consultant run did not start within {START_TIMEOUT:.0f} s; see {path}")
 
 
-def _wait4(pid: int, *, timeout: float):  # type: ignore[no-untyped-def]
+def _wait4(pid: int, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        waited, status, usage = os.wait4(pid, os.WNOHANG)
+        waited, _, _ = os.wait4(pid, os.WNOHANG)
         if waited:
-            return waited, status, usage
+            return
         time.sleep(0.1)
     raise TimeoutError(f"process {pid} still running after {timeout:.0f} s")

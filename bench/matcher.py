@@ -6,7 +6,7 @@ input is written at once, so the child never waits for a line; each answer
 line is stamped as it arrives, and a case's time is the gap since the
 previous answer. The first line is a warm-up question: the time to its
 answer is the start-up (imports, migrations check, index load, one match).
-Peak memory and CPU come from the child's rusage.
+Peak memory is the child's VmHWM, CPU its rusage.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.procs import base_env, percentile
+from bench.procs import base_env, peak_rss_mb, percentile
 
 WARM_UP = {"id": "warm-up", "text": "What is E11.9?"}
 
@@ -46,7 +46,7 @@ def run_batch(database_url: str, sets: dict[str, list[dict[str, str]]], *, work:
         assert child.stdin is not None
         for item in lines:
             child.stdin.write(json.dumps(item) + "\n")
-        child.stdin.close()
+        child.stdin.flush()  # stdin stays open: the child must live until its peak RSS is read
 
     threading.Thread(target=feed, daemon=True).start()
     assert child.stdout is not None
@@ -58,13 +58,18 @@ def run_batch(database_url: str, sets: dict[str, list[dict[str, str]]], *, work:
         answer = json.loads(line)
         errors += answer.get("status") == "error"
         no_match += answer.get("status") == "no_match"
+        if len(stamps) == len(lines):
+            break
+    peak = peak_rss_mb(child.pid)
+    assert child.stdin is not None
+    child.stdin.close()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     if len(stamps) != len(lines):
         raise RuntimeError(f"suggest --batch answered {len(stamps)} of {len(lines)} lines (exit {child.returncode})")
     figures: dict = {
         "startup_s": round(stamps[0] - started, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak,
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "errors": errors,
         "no_match": no_match,

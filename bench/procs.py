@@ -35,7 +35,7 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
 class Child:
     name: str
     popen: subprocess.Popen
-    lines: "queue.Queue[str]" = field(default_factory=queue.Queue)
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
 
     def start_reader(self) -> None:
         def read() -> None:
@@ -110,6 +110,19 @@ def attach_profiler(pid: int, output: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """VmHWM: the process's own peak RSS. (rusage's ru_maxrss is no good for children:
+    Linux carries the parent's peak over fork and exec into it.)"""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); 0 for no values."""
     if not values:
@@ -143,7 +156,7 @@ class MachineLoad:
         with open("/proc/loadavg") as fh:
             return float(fh.read().split()[0])
 
-    def start(self) -> "MachineLoad":
+    def start(self) -> MachineLoad:
         self.busy0, self.total0 = self._jiffies()
         self.load0 = self.loadavg()
         return self

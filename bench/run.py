@@ -21,17 +21,17 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import codeload, corpus, e2e, servers  # noqa: E402
-from bench.matcher import read_sample_cases, run_batch, slowest  # noqa: E402
-from bench.procs import median  # noqa: E402
-from consultant.db import make_engine  # noqa: E402
+from bench import codeload, corpus, e2e, servers
+from bench.matcher import read_sample_cases, run_batch, slowest
+from bench.procs import median
+from consultant.db import make_engine
 
 SAMPLE_CASES = ROOT.parent / "shared" / "eval" / "sample_cases.jsonl"
 
@@ -62,7 +62,7 @@ def machine_facts() -> dict:
     return {
         "cpu": model, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1e6, 1),
         "python": platform.python_version(), "os": platform.platform(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -99,11 +99,11 @@ def run(args: argparse.Namespace) -> dict:
                                      pg_template if postgres else None, pg_cache, rounds, pg_names)
             if "matcher" not in args.skip:
                 log("matcher: suggest --batch")
-                results["matcher"] = run_matcher(work, template, codes, 1000 if quick else 10_000, full=not quick)
+                part(results, "matcher", run_matcher, work, template, codes, 1000 if quick else 10_000, full=not quick)
             if not quick and "growth" not in args.skip:
-                results["growth"] = run_growth(work, server, sink, template, codes)
+                part(results, "growth", run_growth, work, server, sink, template, codes)
             if not quick and "latency" not in args.skip:
-                results["latency"] = run_latency(work, server, sink, template, codes)
+                part(results, "latency", run_latency, work, server, sink, template, codes)
         finally:
             sink.stop()
             server.stop()
@@ -112,6 +112,15 @@ def run(args: argparse.Namespace) -> dict:
             servers.pg_drop(name)
         shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def part(results: dict, name: str, function, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Run one optional part; a failure is recorded in the results and the run goes on."""
+    try:
+        results[name] = function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one broken part must not lose the others' figures
+        log(f"{name} failed: {type(exc).__name__}: {exc}")
+        results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
 
 
 def run_e2e(args, work, server, sink, raws, expected, template, pg_template, pg_cache, rounds, pg_names) -> dict:  # type: ignore[no-untyped-def]
@@ -225,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.monotonic() - started, 1)
     results["headline"] = headline(results)
     args.results.mkdir(parents=True, exist_ok=True)
-    name = f"{results['mode']}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M')}.json"
+    name = f"{results['mode']}-{datetime.now(UTC).strftime('%Y%m%d-%H%M')}.json"
     (args.results / name).write_text(json.dumps(results, indent=1) + "\n")
     log(f"results in {args.results / name} ({results['seconds']} s)")
     if not args.quick:

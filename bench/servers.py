@@ -172,12 +172,12 @@ def folder_count(client: IMAPClient, folder: str) -> int:
 
 
 def empty_folder(server: Dovecot, folder: str) -> None:
+    """Drop and recreate `folder` (not INBOX): quicker than expunging 50,000 messages."""
     client = server.client()
     try:
         if client.folder_exists(folder):
-            client.select_folder(folder)
-            client.delete_messages(client.search(["ALL"]))
-            client.expunge()
+            client.delete_folder(folder)
+        client.create_folder(folder)
     finally:
         client.logout()
 

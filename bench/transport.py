@@ -26,6 +26,8 @@ from email.policy import SMTP
 
 from imapclient import IMAPClient
 
+from bench.procs import peak_rss_mb
+
 REPLY_BYTES = 6000  # about what a rendered reply weighs (text + HTML)
 
 
@@ -87,7 +89,7 @@ def main() -> int:
     print(json.dumps({
         "passes": passes, "fetched": moved, "sent": sent, "seconds": round(time.monotonic() - started, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }), flush=True)
     return 0
 

@@ -36,6 +36,7 @@ def wait_for(word: str) -> None:
 
 
 def main() -> int:
+    from bench.procs import peak_rss_mb
     from consultant.pipeline import RunSummary
     from consultant.scheduling import poll
     from consultant.services import build_services, check_mail, open_engine
@@ -82,7 +83,7 @@ def main() -> int:
         "seconds": round(time.monotonic() - started, 3),
         "startup_cpu_s": round(startup_cpu, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime - startup_cpu, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "busy_passes": busy_passes,
     }), flush=True)
     return 0
