@@ -58,3 +58,21 @@ def test_durations_are_not_findings():
 def test_negated_finding_after_a_subject_is_negated():
     out = clauses("She has never had a fracture.")
     assert ("fracture", True, False, False) in [(w.replace("a ", ""), n, u, h) for w, n, u, h in out]
+
+
+def test_a_trigger_after_the_condition_negates_what_comes_before():
+    out = clauses("Barrett's esophagus was ruled out on biopsy")
+    assert len(out) == 1 and out[0][1] is True and "esophagus" in out[0][0]
+    assert clauses("pyelonephritis not suspected")[0][1] is True
+    # "normal" before the condition is not a negation
+    assert clauses("Supervision of normal first pregnancy")[0][1] is False
+
+
+def test_z_code_wording_keeps_its_own_suspected_and_versus():
+    assert clauses("Carrier or suspected carrier of other specified bacterial diseases")[0][2] is False
+    assert clauses("Graft-versus-host disease, unspecified")[0][2] is False
+    assert clauses("pneumonia versus bronchitis")[0][2] is True
+
+
+def test_stopped_and_finished_treatment_is_not_current():
+    assert clauses("finished anticoagulation")[0][1] is True

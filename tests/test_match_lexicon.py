@@ -70,3 +70,17 @@ def test_no_phrase_is_defined_twice():
         key = (rule.phrase, rule.ctx)
         assert key not in seen, (rule, seen.get(key))
         seen[key] = rule
+
+
+def test_hypertension_is_essential_unless_its_kind_is_named():
+    assert rewrite("hypertension") == "essential hypertension"
+    assert rewrite("ocular hypertension") == "ocular hypertension"
+    assert rewrite("pulmonary hypertension") == "pulmonary hypertension"
+
+
+def test_numbers_keep_their_axis():
+    from consultant.match.text import is_compound
+
+    toks = tokenize("type 1 diabetes with CKD stage 2, third trimester, 34 weeks")
+    assert {"type1", "stage2", "trimester3", "week34"} <= set(toks)
+    assert "stage1" not in toks and is_compound("stage3a") and not is_compound("stage")

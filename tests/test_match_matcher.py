@@ -158,6 +158,43 @@ def test_more_specific_names_the_missing_detail(matcher):
     assert "more detail" not in " ".join(s.more_specific for s in matcher.match("migraine").codes)
 
 
+def test_bmi_stage_and_additional_codes(matcher):
+    got = codes(matcher, "Overweight adult with BMI 28 and high blood pressure; no heart failure.")
+    assert {"Z68.28", "E66.3", "I10"} <= set(got) and not any(c.startswith(("I50", "I11")) for c in got)
+    assert codes(matcher, "BMI 42, adult")[0] == "Z68.41"
+    result = matcher.match("Type 1 diabetic with diabetic chronic kidney disease stage 2, on insulin pump.")
+    reported = {s.code for s in result.codes if s.report}
+    assert {"E10.22", "N18.2"} <= reported and "N18.1" not in reported and "Z79.4" not in reported
+
+
+def test_context_of_chapters_and_external_causes(matcher):
+    assert codes(matcher, "low sodium")[0] == "E87.1"  # not the newborn's hyponatremia
+    assert codes(matcher, "dog bite on the right hand, first visit")[0] == "S61.451A"  # W54 follows
+    assert codes(matcher, "hiatal hernia")[0] == "K44.9"  # not the congenital one
+    assert codes(matcher, "kidney infection")[0] == "N12"  # not a manifestation code
+    assert codes(matcher, "hearing loss in both ears")[0] == "H91.93"
+
+
+def test_negation_through_related_words_and_screening(matcher):
+    got = codes(matcher, "COPD with acute exacerbation, on home oxygen. Chest x-ray shows no pneumonia.")
+    assert got[:2] == ["J44.1", "Z99.81"] and "J44.0" not in got and "J18.9" not in got
+    got = codes(matcher, "Screening Pap test only; cytology LSIL with no high-grade lesion and no malignant cells.")
+    assert {"Z12.4", "R87.612"} <= set(got) and "C53.9" not in got and "R87.613" not in got
+    got = codes(matcher, "Reflux esophagitis without bleeding. Barrett's esophagus was ruled out on biopsy.")
+    assert got[0] == "K21.00" and "K21.01" not in got and not any(c.startswith("K22.7") for c in got)
+
+
+def test_several_findings_in_one_clause_and_history(matcher):
+    got = codes(matcher, "Complains of cough and fever for three days.")
+    assert {"R05.9", "R50.9"} <= set(got[:3])
+    got = codes(matcher, "72-year-old with hypertension, heart failure with reduced ejection fraction (chronic) "
+                         "and CKD stage 3b.")
+    assert {"I13.0", "I50.22", "N18.32"} <= set(got[:4])
+    assert "Z86.718" in codes(matcher, "History of DVT in the left leg two years ago.", 3)
+    assert codes(matcher, "hypertension with left ventricular hypertrophy")[0] == "I11.9"
+    assert codes(matcher, "Panic disorder without agoraphobia")[0] == "F41.0"
+
+
 def _scores(cases: Path, db_url: str) -> dict[str, float]:
     env = dict(os.environ, CONSULTANT_DATABASE_URL=db_url)
     cmd = [sys.executable, str(RUNNER), "--cases", str(cases), "--batch",
@@ -212,6 +249,6 @@ def test_dev_cases_are_billable_fy2026(db_url):
         if case["category"] == "changed" and case.get("status") == "deleted_in_FY2026":
             assert rows[case["expected"][0].replace(".", "")].status == "deleted"
             continue
-        for code in case["expected"] + case["must_not"]:
+        for code in case["expected"] + case["must_not"] + case.get("acceptable", []):
             r = rows.get(code.replace(".", ""))
             assert r is not None and r.billable and r.status == "valid", (case["id"], code)

@@ -58,6 +58,9 @@ _NAMED = {
     "teeth": "the teeth",
     "chamber": "the chamber",
 }
+# never examples of a "kind": a side or a place is asked for on its own
+_SIDE_AND_PLACE = frozenset({"right", "left", "bilateral", "unilateral", "ear", "eye", "side", "encounter", "initial",
+                             "subsequent", "sequela"})
 _UNSPEC = re.compile(r"\bunspecified ((?:[a-z\-]+)(?: [a-z\-]+){0,3})")
 _STOP_AT = frozenset({"of", "with", "without", "in", "due", "and", "or", "for", "to", "on", "initial", "subsequent", "sequela"})
 _GENERIC = frozenset(
@@ -133,7 +136,7 @@ def _sibling_words(index: CodeIndex, row: int, title: str) -> list[str]:
             if sib == current:
                 continue
             for w in dict.fromkeys(words(index.official[sib])):
-                if w not in own and w not in _GENERIC and not w.isdigit() and len(w) > 2:
+                if w not in own and w not in _GENERIC and w not in _SIDE_AND_PLACE and not w.isdigit() and len(w) > 2:
                     counts[w] += 1
         if len(counts) >= 2:
             break

@@ -82,6 +82,13 @@ FAMILY = (
     ("family", "history"), ("mother", "had"), ("father", "had"), ("mom", "had"), ("dad", "had"), ("sister", "had"),
     ("brother", "had"), ("mother", "has"), ("father", "has"), ("mother's",), ("father's",),
 )
+# Z-code wording whose "suspected", "not found" or "ruled out" is the code's
+# own ("Encounter for observation for suspected ... ruled out", "Carrier or
+# suspected carrier", "Contact with and (suspected) exposure to").
+_TITLE_WORDING = (
+    ("encounter", "for"), ("observation", "for"), ("carrier",), ("contact", "with"), ("exposure", "to"),
+    ("screening", "for"),
+)
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.I)
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
 
@@ -90,6 +97,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
     inpatient = bool(INPATIENT.search(text))
     out: list[Clause] = []
+    text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
     for number, sentence in enumerate(_SENTENCE.split(text)):
         sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]
         family = _has(sentence_words, FAMILY)
@@ -100,12 +108,13 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
             words = _drop_durations(words)
             if not words:
                 continue
-            for piece, negated in _negation_pieces(words):
+            title_like = _has(words, _TITLE_WORDING)
+            for piece, negated in ([(words, False)] if title_like else _negation_pieces(words)):
                 if negated:
                     sentence_negated = True
                 elif sentence_negated and _continues_negation(piece):
                     negated = True
-                uncertain = _has(piece, UNCERTAIN) and not inpatient
+                uncertain = _has(piece, UNCERTAIN) and not inpatient and not title_like
                 history = (history_sentence or _has(piece, HISTORY)) and not negated
                 content = tuple(w for w in piece if w not in _ONLY_CONFIRMING)
                 if not content:
@@ -177,6 +186,8 @@ def _only_qualifies(part: str, lexicon: Lexicon) -> bool:
     if raw[0] in _QUALIFIER_LEADS and len(raw) <= 6:
         return raw[0] != "not" or len(raw) <= 3
     rewritten, _ = lexicon.rewrite(part)
+    if rewritten and rewritten[0] in ("with", "without") and len(rewritten) <= 4:
+        return True  # "no hyperactivity" -> "without hyperactivity"
     return bool(rewritten) and all(w in QUALIFIER_WORDS for w in rewritten)
 
 
@@ -218,10 +229,6 @@ def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
             if after:
                 pieces.append((after, True))
             return pieces
-    for i in range(len(words)):
-        n = _starts(words, i, POST_NEGATION)
-        if n and i > 0:
-            return [(words[:i], True)]
     return [(words, False)]
 
 

@@ -109,7 +109,7 @@ FILLER_TOKENS = frozenset(
     """complain complaint present presenting presentation report reported day yesterday today ago since tonight
     noted note seen visit came come here currently notice noticed started start x days hours man woman boy girl
     lady gentleman guy gal who pack xray ray ct mri scan imaging ultrasound biopsy labs lab test testing culture
-    cultures grew growing""".split()
+    cultures grew growing only""".split()
 )
 HISTORY_WORDS = frozenset(
     """history personal family hx h o past previous previously prior mother father mom dad sister brother son
@@ -118,6 +118,7 @@ HISTORY_WORDS = frozenset(
 )
 MANIFESTATION = 0.75  # score factor for a manifestation code ("in diseases classified elsewhere")
 OUT_OF_CONTEXT = 0.6
+UNSTATED_SIDE = 0.85  # score factor for a sided code when the text names no side
 NOT_STATED_CONGENITAL = 0.8  # "congenital ..." titles for a text that does not say so  # score factor for a pregnancy or newborn code in a text about neither
 # A clause naming only a part of the body says where, not what.
 ANATOMY_TOKENS = frozenset(
@@ -136,7 +137,9 @@ RESIDUAL_QUALIFIERS = frozenset(
     uncontrolled stable worsening improving flare resolved resolving remission relapse onset early late mild
     moderate severe initial subsequent sequela with without""".split()
 )  # unexplained share of a clause's weight that is searched again
-_WITHOUT_STOPS = frozenset({"type", "stage", "grade", "with", "and", "left", "right", "bilateral", "in", "of", "due"})
+_WITHOUT_STOPS = frozenset(
+    {"type", "stage", "grade", "with", "and", "left", "right", "bilateral", "in", "due", "without", "not"}
+)
 _NOT_DIABETES_MELLITUS = frozenset({"insipidus", "prediabetes", "gestational", "mother", "newborn", "neonatal"})
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.I)
 
@@ -161,6 +164,7 @@ class CodeMatcher:
         self._title_cache: dict[int, list[tuple[str, int]]] = {}
         self._tokens: list[str] | None = None
         self._side_cache: dict[tuple[int, str], int | None] = {}
+        self._docs_of: dict[int, list[int]] | None = None
 
     # ------------------------------------------------------------ public
 
@@ -420,11 +424,14 @@ class CodeMatcher:
                 done = {self._token(t) for t in hits[0].matched}
                 rest = [t for t in rest if t not in done]
                 content = [t for t in rest if t not in MODIFIER_TOKENS and t not in ENCOUNTER_TOKENS
-                           and t not in GENERIC_NEGATED and t not in RESIDUAL_QUALIFIERS and t in idx.vocab]
+                           and t not in GENERIC_NEGATED and t not in RESIDUAL_QUALIFIERS
+                           and t not in ANATOMY_TOKENS and t in idx.vocab]
                 if not content or weight(content) < RESIDUAL_SHARE * clause_weight:
                     break
                 hits = self._search(tuple(rest), group=group, extra=extra, encounter=encounter, neg=neg_tokens,
                                     default_type2=default_type2, context=context)
+                if "screening" in c.words:
+                    hits = [h for h in hits if "screening" in idx.official[h.row].lower()]
                 if not hits or not hits[0].matched & {idx.vocab[t] for t in content}:
                     break
                 if not (hits[0].score >= REPORT_FLOOR or
@@ -511,7 +518,10 @@ class CodeMatcher:
                     continue
                 title = self._title_tokens(row)
                 needed = {t for t, role in title if role != WITHOUT}
-                if needed & hard_neg or any(set(phrase) <= needed for phrase in implied):
+                vetoed = needed & hard_neg
+                if vetoed and vetoed <= self._said_absent(row):
+                    continue  # "Attention deficit disorder without mention of hyperactivity" (F90.0)
+                if vetoed or any(set(phrase) <= needed for phrase in implied):
                     del cands[row]
         if any(idx.key[c.row].startswith("E10") and c.report for c in cands.values()):
             for cand in cands.values():
@@ -540,6 +550,21 @@ class CodeMatcher:
                 self._tokens[i] = t
         return self._tokens[token_id]
 
+    def _said_absent(self, row: int) -> set[str]:
+        """Words one of the code's names (an inclusion term) says the code is without."""
+        if self._docs_of is None:
+            self._docs_of = {}
+            for d, doc in enumerate(self.index.docs):
+                if doc.alias:
+                    self._docs_of.setdefault(doc.target, []).append(d)
+        fam = self.index.family_of.get(row)
+        target = -(fam + 1) if fam is not None else row
+        out: set[str] = set()
+        for d in self._docs_of.get(target, ()):
+            doc = self.index.docs[d]
+            out.update(self._token(t) for t, role in zip(doc.tokens, doc.roles) if role == WITHOUT)
+        return out
+
     def _title_tokens(self, row: int) -> list[tuple[str, int]]:
         got = self._title_cache.get(row)
         if got is None:
@@ -551,19 +576,7 @@ class CodeMatcher:
                 context: frozenset[str] | None = None, limit: int = 12) -> list[Hit]:
         tokens = [t for t in tokenize(" ".join(words)) if t not in FILLER_TOKENS]
         local_neg = set(neg)
-        if "without" in words:
-            # "without complication, type 2": the negated phrase ends at a qualifier
-            after = []
-            for w in words[words.index("without") + 1 :]:
-                if w in _WITHOUT_STOPS or w.isdigit() or len(after) == 3:
-                    break
-                after.append(w)
-            local_neg.update(tokenize(" ".join(after)))
-        for i, w in enumerate(words[:-1]):
-            # "not intractable", "not in remission": the title's negation, not the text's
-            if w == "not" and words[i + 1] not in ("elsewhere", "specified", "otherwise"):
-                nxt = words[i + 2] if words[i + 1] == "in" and i + 2 < len(words) else words[i + 1]
-                local_neg.update(tokenize(nxt))
+        local_neg.update(_negated_in_clause(words))
         joined = " ".join(words)
         ext = [t for t in encounter if t not in tokens]
         if "encounter for" not in joined:
@@ -581,7 +594,20 @@ class CodeMatcher:
         sides = SIDES.intersection(tokens)
         if len(sides) == 1 and group == DX:
             hits = self._stated_side(hits, next(iter(sides)))
+        elif not sides and group == DX:
+            hits = self._unstated_side(hits)
         return hits
+
+    def _unstated_side(self, hits: list[Hit]) -> list[Hit]:
+        """A text that names no side does not get a right or left code over an unsided one."""
+        out = []
+        for h in hits:
+            if SIDES.intersection(t for t, _ in self._title_tokens(h.row)):
+                h = Hit(row=h.row, score=round(h.score * UNSTATED_SIDE, 4), matched=h.matched, alias=h.alias,
+                        explained=h.explained, dcov=h.dcov)
+            out.append(h)
+        out.sort(key=lambda h: -h.score)
+        return out
 
     def _in_context(self, hits: list[Hit], context: frozenset[str]) -> list[Hit]:
         """Chapter 15 codes need a pregnancy, chapter 16 codes a newborn, Z38 a birth:
@@ -725,18 +751,56 @@ class CodeMatcher:
         return self.index.display[row] if row is not None else key
 
 
+def _negated_in_clause(words) -> set[str]:
+    """Words a clause states as absent: "without X", "not intractable", "not in remission",
+    "unspecified as acute or chronic" (every "without" phrase ends at a qualifier)."""
+    out: set[str] = set()
+    words = list(words)
+    for i, w in enumerate(words):
+        if w == "without":
+            after = []
+            for nxt in words[i + 1 :]:
+                if nxt in _WITHOUT_STOPS or nxt.isdigit() or len(after) == 3:
+                    break
+                if nxt not in ("mention", "of", "or"):
+                    after.append(nxt)
+            out.update(tokenize(" ".join(after)))
+        elif w == "not" and i + 1 < len(words) and words[i + 1] not in ("elsewhere", "otherwise"):
+            # "not intractable", "not in remission", "not specified as recurrent"
+            rest = [x for x in words[i + 1 : i + 5] if x not in ("in", "specified", "stated", "as", "having")]
+            out.update(tokenize(" ".join(rest[:1])))
+        elif w == "as" and i > 0 and words[i - 1] == "unspecified":
+            out.update(tokenize(" ".join(x for x in words[i + 1 : i + 4] if x != "or")))
+    return out
+
+
 def _without_tokens(clauses: list[Clause]) -> set[str]:
-    """The words a positive clause says it is without ("reflux esophagitis without bleeding")."""
+    """The words a positive clause says it is without ("reflux esophagitis without bleeding"),
+    less the words it also states ("migraine ... without intractable migraine")."""
     out: set[str] = set()
     for c in clauses:
-        if c.negated or c.uncertain or "without" not in c.words:
+        if c.negated or c.uncertain:
             continue
-        after = []
-        for w in c.words[c.words.index("without") + 1 :]:
-            if w in _WITHOUT_STOPS or w.isdigit() or len(after) == 3:
-                break
-            after.append(w)
-        out.update(tokenize(" ".join(after)))
+        absent = _negated_in_clause(c.words)
+        if absent:
+            said = set(tokenize(" ".join(w for w in c.words)))
+            stated = said - absent
+            out.update(absent - (stated & set(tokenize(" ".join(_outside_negations(c.words))))))
+    return out
+
+
+def _outside_negations(words) -> list[str]:
+    """The words of a clause that no "without" or "not" governs."""
+    out, skip = [], 0
+    for w in words:
+        if w in ("without", "not"):
+            skip = 3
+            continue
+        if skip and w not in _WITHOUT_STOPS:
+            skip -= 1
+            continue
+        skip = 0
+        out.append(w)
     return out
 
 

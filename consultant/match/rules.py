@@ -2,7 +2,8 @@
 
 - Combination codes: diabetes with chronic kidney disease (E1x.22 + N18.x),
   hypertension with CKD (I12.-), with heart failure (I11.0), with both (I13.-),
-  always with the stage and heart-failure codes the notes ask for.
+  always with the stage and heart-failure codes the notes ask for; with a
+  heart disease of I51.4-I51.9 such as cardiomegaly (I11.9, or I13.1- with CKD).
 - Excludes1: two codes whose notes exclude each other are never reported
   together; the lower-ranked one is dropped.
 - "Use additional code" on a "with" sibling: a code "X without Y" reported
@@ -18,6 +19,9 @@ from __future__ import annotations
 from consultant.match.index import ICD, CodeIndex
 
 
+HYPERTENSIVE_HEART = frozenset({"I514", "I515", "I516", "I517", "I5189", "I519"})
+
+
 def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str]) -> list[tuple[str, str, str]]:
     """(code key, replaces-prefix, evidence) for combination codes implied by `keys`."""
     out: list[tuple[str, str, str]] = []
@@ -25,6 +29,8 @@ def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str]) 
     diabetes = [k for k in keys if k[:3] in ("E08", "E09", "E10", "E11", "E13")]
     hypertension = any(k.startswith(("I10", "I11", "I12", "I13", "I15", "I16")) for k in keys) or "hypertension" in text_tokens
     heart_failure = [k for k in keys if k.startswith("I50")]
+    # I11 and I13 also take the heart diseases of I51.4-I51.7, I51.89, I51.9 "due to hypertension"
+    heart = [k for k in keys if k in HYPERTENSIVE_HEART]
     stage5 = any(k in ("N185", "N186") for k in ckd)
     if diabetes and ckd:
         cat = diabetes[0][:3]
@@ -37,6 +43,11 @@ def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str]) 
         out.append((code, "I1", "hypertension with chronic kidney disease is presumed linked (I12.-)"))
     elif hypertension and heart_failure:
         out.append(("I110", "I1", "hypertension with heart failure is presumed linked (I11.0)"))
+    elif hypertension and ckd and heart:
+        code = "I1311" if stage5 else "I1310"
+        out.append((code, "I1", "hypertension with heart disease and chronic kidney disease (I13.1-)"))
+    elif hypertension and heart:
+        out.append(("I119", "I1", "hypertension with heart disease (I51.4-I51.9) is presumed linked (I11.9)"))
     return [(k, p, e) for k, p, e in out if index.row(ICD, k) is not None]
 
 

@@ -24,7 +24,8 @@ CANDIDATE_FLOOR = 0.5  # of the best shared weight
 MAX_CANDIDATES = 1500
 NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
 CONTRADICTED_PENALTY = 0.35
-COMPOUND_WEIGHT = 0.25  # a title that says "without" a word the text states
+COMPOUND_WEIGHT = 0.25
+NEGATED_WORD_WEIGHT = 0.3  # a title that says "without" a word the text states
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ def make_query(
             # "stage2" only breaks ties between stages: a rare token, kept light
             weights[tid] = idf[tid] * (COMPOUND_WEIGHT if is_compound(t) else 1.0)
     neg_ids = frozenset(index.vocab[t] for t in neg if t in index.vocab)
+    for tid in neg_ids:
+        # "without agoraphobia": the absent word says which code, not what the finding is
+        if tid in weights:
+            weights[tid] *= NEGATED_WORD_WEIGHT
+    without = index.vocab.get("without")
+    if without in weights:
+        weights[without] *= NEGATED_WORD_WEIGHT
     ext_ids = frozenset(index.vocab[t] for t in ext if t in index.vocab and t not in tokens)
     return Query(weights=weights, neg=neg_ids, group=group, ext=ext_ids)
 

@@ -149,6 +149,7 @@ _FORMS = {
     "lapse": "lapse",
     "abdominal": "abdomen",
     "venous": "vein",
+    "vs": "versus",
     "pancreatic": "pancreas",
     "hiatal": "hiatus",
     "colonic": "colon",
