@@ -34,6 +34,7 @@ class Clause:
     family: bool = False
     evidence: tuple[str, ...] = ()
     sentence: int = 0
+    diagnosis: bool = False  # said as the assessment ("Assessment: pleurisy", "Diagnosis: croup")
 
 
 _SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
@@ -91,6 +92,7 @@ _TITLE_WORDING = (
 )
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.I)
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
+_DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.I)
 
 
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
@@ -98,8 +100,10 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     inpatient = bool(INPATIENT.search(text))
     out: list[Clause] = []
     text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
+    labelled = False  # the sentence follows "Assessment:" / "Diagnosis:"
     for number, sentence in enumerate(_SENTENCE.split(text)):
         sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]
+        after_label, labelled = labelled, bool(sentence_words) and set(sentence_words) <= _ONLY_CONFIRMING | {"final", "and", "plan", "a", "p"}
         family = _has(sentence_words, FAMILY)
         history_sentence = _has(sentence_words, HISTORY) and not _has(sentence_words, (("today",), ("now",), ("currently",), ("new",)))
         sentence_negated = False
@@ -117,6 +121,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 uncertain = _has(piece, UNCERTAIN) and not inpatient and not title_like
                 history = (history_sentence or _has(piece, HISTORY)) and not negated
                 content = tuple(w for w in piece if w not in _ONLY_CONFIRMING)
+                stated = after_label or bool(set(piece) & _ONLY_CONFIRMING) or bool(_DIAGNOSIS_LEAD.match(sentence))
                 if not content:
                     continue
                 out.append(
@@ -129,6 +134,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                         family=family,
                         evidence=tuple(evidence),
                         sentence=number,
+                        diagnosis=stated,
                     )
                 )
     return out

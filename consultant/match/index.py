@@ -37,14 +37,14 @@ from consultant.models import Code
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 6
+INDEX_VERSION = 7
 ICD = "ICD-10-CM"
 SEARCHED_SYSTEMS = frozenset({ICD, "ICD-10-PCS", "CPT", "HCPCS"})
 DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
 
 # Token roles inside a title: how much an unmatched token costs.
-NORMAL, DEFAULT, WITHOUT, OTHER, OPTIONAL, WEAK = 0, 1, 2, 3, 4, 5
-ROLE_COST = (1.0, 0.08, 0.12, 0.45, 0.15, 0.35)
+NORMAL, DEFAULT, WITHOUT, OTHER, OPTIONAL, WEAK, ANCESTOR = 0, 1, 2, 3, 4, 5, 6
+ROLE_COST = (1.0, 0.08, 0.12, 0.45, 0.15, 0.35, 0.15)
 # head nouns people leave out ("carpal tunnel", "restless legs", "cluster headaches")
 WEAK_WORDS = frozenset({"syndrome", "disorder", "disease", "primary"})
 
@@ -366,7 +366,10 @@ UNSPECIFIED_HEADS = frozenset(
 )
 _TWO_WORD_SIDES = frozenset({"lower", "upper", "great", "lesser", "fallopian"})
 _SIDE_WORDS = frozenset({"right", "left", "bilateral", "unspecified"})
-MAX_PROPAGATED = 40  # descendants (families count once) that share a header's inclusion terms
+MAX_PROPAGATED = 40
+ANCESTOR_LEVELS = 2  # parent titles whose words a title inherits as optional words
+# never inherited: a parent's "other" or side words say nothing about the child
+SIDE_FREE_WORDS = frozenset({"right", "left", "bilateral", "other", "unspecified"})  # descendants (families count once) that share a header's inclusion terms
 
 _SEGMENT_BREAK = {"with", "without", "and", "in", "due", "of"}
 
@@ -464,6 +467,21 @@ def title_roles(title: str) -> list[tuple[str, int]]:
     return list(seen.items())
 
 
+def _with_ancestors(index: CodeIndex, row: int, roles: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """A title and, as optional words, what its parents' titles add ("Swimmer's ear" is an
+    otitis externa; "Nocturia" a symptom of the urinary system)."""
+    if index.system[row] != ICD:
+        return roles
+    own = {t for t, _ in roles}
+    out = list(roles)
+    for anc in index.ancestors(row)[:ANCESTOR_LEVELS]:
+        for t, role in title_roles(index.official[anc]):
+            if t not in own and role in (NORMAL, WEAK) and t not in SIDE_FREE_WORDS:
+                own.add(t)
+                out.append((t, ANCESTOR))
+    return out
+
+
 def _next_word(pieces: list[str], p_index: int, piece_words: list[str], k: int) -> str:
     if k + 1 < len(piece_words):
         return piece_words[k + 1]
@@ -478,7 +496,7 @@ def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
             continue
         if index.system[row] not in SEARCHED_SYSTEMS:
             continue
-        raw_docs.append((row, title_roles(index.official[row]), False))
+        raw_docs.append((row, _with_ancestors(index, row, title_roles(index.official[row])), False))
         for term in _note_lists(notes_by_row[row]).get("inclusion", []):
             raw_docs.append((row, title_roles(term), True))
     for row in range(len(index.key)):
@@ -489,7 +507,7 @@ def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
         if pair and index.billable[row] and index.status[row] == "valid" and row not in index.family_of:
             raw_docs.append((row, title_roles(f"{pair.group(2)} and {pair.group(1)}"), True))
     for fam, family in enumerate(index.families):
-        raw_docs.append((-(fam + 1), title_roles(family.title), False))
+        raw_docs.append((-(fam + 1), _with_ancestors(index, family.members[0], title_roles(family.title)), False))
     # A header's inclusion terms are synonyms of its title: each billable
     # descendant gets the term plus the words its own title adds (right,
     # left, unspecified, "with ..."), so "Fracture of wrist NOS" under S62.10

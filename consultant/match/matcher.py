@@ -21,7 +21,19 @@ from consultant.match.base import Finding, MatchResult, Suggestion
 from consultant.match.explicit import Mention, find_mentions
 from consultant.match.findings import Clause, split_clauses
 from consultant.match.detail import more_specific, seventh_character_defaults
-from consultant.match.index import DX, ICD, PX, UNSPECIFIED_HEADS, WITHOUT, CodeIndex, default_child, title_roles
+from consultant.match.index import (
+    DX,
+    ICD,
+    NORMAL,
+    OTHER,
+    PX,
+    UNSPECIFIED_HEADS,
+    WEAK,
+    WITHOUT,
+    CodeIndex,
+    default_child,
+    title_roles,
+)
 from consultant.match.lexicon import Lexicon
 from consultant.match.rules import (
     combination_codes,
@@ -60,6 +72,15 @@ _CONGENITAL = re.compile(
     r"genetic|anomal\w*|malformation)\b",
     re.I,
 )
+_INJURY = re.compile(
+    r"\b(fractur\w*|broke\w*|break|crack\w*|sprain\w*|strain\w*|twist\w*|roll(?:ed)?|jamm?\w*|lacerat\w*|cut|gash|"
+    r"bit(?:e|ten)|burn\w*|scald\w*|contusion|bruis\w*|injur\w*|wound\w*|trauma\w*|fell|fall\w*|dislocat\w*|"
+    r"crush\w*|poison\w*|overdose\w*|sting\w*|stung|toxic|venom\w*|foreign body|splinter|abrasion|scrape\w*|"
+    r"blister\w*|puncture\w*|amputat\w*|concussion|whiplash|accident\w*|collision|hit|struck|assault\w*|"
+    r"frostbite|effect\w*|adverse|complication\w*|sequela\w*|late effect|encounter|pulled|tear|torn|rupture\w*|"
+    r"displace\w*|subluxation|avulsion|hematoma|black eye|shot|gunshot|stab\w*|drown\w*|electr\w*|exposure)\b",
+    re.I,
+)
 _PERINATAL = re.compile(
     r"\b(newborn|neonat\w*|infant|baby|twin|triplet|liveborn|born|preemie|premature|preterm|nicu|perinatal|"
     r"birth|fetal|fetus|days? old|weeks? old)\b",
@@ -86,6 +107,7 @@ GENERIC_NEGATED = frozenset(
     history examination exam test result level change normal abnormal complication cause due current active sign
     evidence finding seen noted episode state status single multiple""".split()
 )
+NEEDED_ROLES = frozenset({NORMAL, WEAK, OTHER})  # title words a code needs (not "unspecified organism")
 # A negated condition also rules out the titles that name its kind in other
 # words ("no pneumonia": not "COPD with acute lower respiratory infection").
 NEGATION_IMPLIES = {
@@ -109,7 +131,7 @@ FILLER_TOKENS = frozenset(
     """complain complaint present presenting presentation report reported day yesterday today ago since tonight
     noted note seen visit came come here currently notice noticed started start x days hours man woman boy girl
     lady gentleman guy gal who pack xray ray ct mri scan imaging ultrasound biopsy labs lab test testing culture
-    cultures grew growing only""".split()
+    cultures grew growing only feeling feel feels felt""".split()
 )
 HISTORY_WORDS = frozenset(
     """history personal family hx h o past previous previously prior mother father mom dad sister brother son
@@ -126,11 +148,14 @@ ANATOMY_TOKENS = frozenset(
         """head face neck chest thorax abdomen belly back spine pelvis hip thigh knee leg calf ankle foot toe heel
         shoulder arm elbow forearm wrist hand finger thumb eye ear nose mouth throat lung heart kidney liver
         bladder skin scalp brain breast trunk limb upper lower shows showed show revealed reveals demonstrated
-        film films view views study findings result results adult child patient male female year old"""
+        film films view views study findings result results adult child patient male female year old lobe lobes
+        lobar middle"""
     )
 )
+DIAGNOSIS_BONUS = 0.3  # rank bonus for a code the note states as its assessment
 FULL_NAME = 0.85  # title coverage at which a code's name counts as said in full
-RESIDUAL_SHARE = 0.15
+RESIDUAL_SHARE = 0.1
+RESIDUAL_WEIGHT = 5.0  # ... or this much weight (one fairly rare word) left over in a long clause
 # words that qualify a condition already coded: left over, they are no finding of their own
 RESIDUAL_QUALIFIERS = frozenset(
     """exacerbation intractable uncomplicated complicated complication persistent intermittent recurrent controlled
@@ -165,11 +190,13 @@ class CodeMatcher:
         self._tokens: list[str] | None = None
         self._side_cache: dict[tuple[int, str], int | None] = {}
         self._docs_of: dict[int, list[int]] | None = None
+        self._cache: dict = {}
 
     # ------------------------------------------------------------ public
 
     def match(self, text: str) -> MatchResult:
         text = text or ""
+        self._cache = {}  # searches repeated within one question are answered once
         mentions = find_mentions(text)
         explicit = self._explicit(mentions, text)
         free_text = _strip_mentions(text, mentions)
@@ -304,7 +331,8 @@ class CodeMatcher:
         rewritten = " ".join(w for c in clauses for w in c.words)
         default_type2 = not _DIABETES_TYPED.search(text) and not _DIABETES_TYPED.search(rewritten)
         context = frozenset(
-            name for name, pattern in (("pregnancy", _OBSTETRIC), ("newborn", _PERINATAL), ("congenital", _CONGENITAL))
+            name for name, pattern in (("pregnancy", _OBSTETRIC), ("newborn", _PERINATAL), ("congenital", _CONGENITAL),
+                                       ("injury", _INJURY))
             if pattern.search(text) or pattern.search(rewritten)
         )
 
@@ -378,18 +406,20 @@ class CodeMatcher:
                 # "chest x-ray shows" before "no pneumonia": a place, not a finding
                 continue
             sentences.setdefault(c.sentence, []).append((number, c))
-            hits = self._search(c.words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
-                                default_type2=default_type2, context=context)
+            wide = self._search(c.words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
+                                default_type2=default_type2, context=context, limit=60)
+            hits = wide[:12]
             if "screening" in c.words:
                 # a screening is coded as the screening (Z11-Z13), never as the disease looked for
                 hits = [h for h in hits if "screening" in idx.official[h.row].lower()]
             codes = []
             clause_weight = weight([t for t in tokenize(" ".join(c.words)) if t not in FILLER_TOKENS])
+            stated = DIAGNOSIS_BONUS if c.diagnosis else 0.0  # the assessment leads the answer
             for n, h in enumerate(hits[:8]):
                 # reported: a good score, or one of the code's names said in
                 # full among other words ("postmenopausal ... osteoporosis")
                 top = n == 0 and (h.score >= REPORT_FLOOR or (h.dcov >= FULL_NAME and h.explained >= 0.35 * clause_weight))
-                offer(h, (1.0 if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5,
+                offer(h, (1.0 + stated if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5,
                       ("c", number) if top else None, [f"'{c.text}'"] + list(c.evidence))
                 if n == 0:
                     clause_tops[number] = h
@@ -404,8 +434,7 @@ class CodeMatcher:
                 left -= FILLER_TOKENS
                 if refs != ("\0",) and left & set(idx.vocab):
                     extra_hits = [
-                        h for h in self._search(c.words, group=group, extra=extra, encounter=encounter,
-                                                neg=neg_tokens, context=context, limit=60)
+                        h for h in wide
                         if idx.key[h.row].startswith(refs) and idx.key[h.row][:3] != idx.key[main.row][:3]
                         and {self._token(t) for t in h.matched} & left
                     ]
@@ -426,7 +455,7 @@ class CodeMatcher:
                 content = [t for t in rest if t not in MODIFIER_TOKENS and t not in ENCOUNTER_TOKENS
                            and t not in GENERIC_NEGATED and t not in RESIDUAL_QUALIFIERS
                            and t not in ANATOMY_TOKENS and t in idx.vocab]
-                if not content or weight(content) < RESIDUAL_SHARE * clause_weight:
+                if not content or weight(content) < min(RESIDUAL_SHARE * clause_weight, RESIDUAL_WEIGHT):
                     break
                 hits = self._search(tuple(rest), group=group, extra=extra, encounter=encounter, neg=neg_tokens,
                                     default_type2=default_type2, context=context)
@@ -517,7 +546,7 @@ class CodeMatcher:
                 if cand.evidence[:1] == ["combination"] or _is_history(idx, row):
                     continue
                 title = self._title_tokens(row)
-                needed = {t for t, role in title if role != WITHOUT}
+                needed = {t for t, role in title if role in NEEDED_ROLES}
                 vetoed = needed & hard_neg
                 if vetoed and vetoed <= self._said_absent(row):
                     continue  # "Attention deficit disorder without mention of hyperactivity" (F90.0)
@@ -588,7 +617,10 @@ class CodeMatcher:
         tokens = tokens + [t for t in extra if t not in tokens]
         neg_ids = (set(neg) - set(tokens)) | local_neg
         query = make_query(self.index, tokens, neg=sorted(neg_ids), group=group, ext=ext)
-        hits = search(self.index, query, limit=limit)
+        key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
+        hits = self._cache.get(key)
+        if hits is None:
+            hits = self._cache[key] = search(self.index, query, limit=limit)
         if context is not None:
             hits = self._in_context(hits, context)
         sides = SIDES.intersection(tokens)
@@ -616,6 +648,8 @@ class CodeMatcher:
         for h in hits:
             key = self.index.key[h.row]
             need = "pregnancy" if key[0] == "O" else ("newborn" if key[0] == "P" or key.startswith("Z38") else "")
+            if not need and key[0] in "ST" and self.index.system[h.row] == ICD:
+                need = "injury"  # an injury or poisoning code for a text that names none falls behind
             factor = OUT_OF_CONTEXT if need and need not in context else 1.0
             if "congenital" not in context and "congenital" in self.index.official[h.row].lower():
                 factor *= NOT_STATED_CONGENITAL

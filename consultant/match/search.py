@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consultant.match.index import DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
+from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
 from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
 MAX_CANDIDATES = 1500
+COMMON_POSTINGS = 3000  # postings longer than this do not generate candidates
 NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
 CONTRADICTED_PENALTY = 0.35
 COMPOUND_WEIGHT = 0.25
+ANCESTOR_MATCH = 0.6  # share of a query word's weight explained by an inherited parent word
 NEGATED_WORD_WEIGHT = 0.3  # a title that says "without" a word the text states
 
 
@@ -98,7 +100,8 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
                     # "without proteinuria" for a text that states proteinuria
                     penalty *= CONTRADICTED_PENALTY
                     continue
-                matched_q += w
+                # a word only the parent's title says explains less than the code's own words
+                matched_q += w * ANCESTOR_MATCH if role == ANCESTOR else w
                 matched_cost += idf[t] * ROLE_COST[role]
                 hit_tokens.append(t)
                 if t in neg and role != WITHOUT:
@@ -149,7 +152,10 @@ def _candidates(postings: list[list[int]], weights: dict[int, float]) -> list[in
     """Documents worth scoring in full: those sharing enough query weight."""
     acc: dict[int, float] = {}
     get = acc.get
-    for t, w in weights.items():
+    # Words on thousands of titles ("disease", "unspecified") find no document
+    # the rarer words of the query miss; they are scored, not walked.
+    rare = {t: w for t, w in weights.items() if len(postings[t]) <= COMMON_POSTINGS}
+    for t, w in (rare or weights).items():
         for d in postings[t]:
             acc[d] = get(d, 0.0) + w
     if not acc:
