@@ -157,3 +157,20 @@ def test_outbox_row_left_sending_by_a_dead_worker_is_resent_flagged(engine) -> N
         row = session.exec(select(Outbox)).one()
         case = session.exec(select(Case)).one()
     assert row.status == OutboxStatus.sent and case.flags == ["resent_after_crash"]
+
+
+def test_database_down_aborts_the_poll_before_the_mailbox_changes() -> None:
+    """D05: no database, no mailbox change: nothing fetched is acknowledged; the worker carries on."""
+    from consultant.db import make_engine
+    from consultant.scheduling import poll
+
+    down = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{mailhost.free_port()}/none")
+    inbox = MemoryInbox()
+    inbox.deliver(question())
+    fetched: list[int] = []
+    original = inbox.fetch_batch
+    inbox.fetch_batch = lambda limit: fetched.append(limit) or original(limit)  # type: ignore[method-assign]
+    services = Services(engine=down, inbox=inbox, transport=MemoryTransport(), matcher=KeywordMatcher(),
+                        address=ADDRESS)
+    assert poll(services) is None  # logged and recorded as a failed poll, not raised
+    assert fetched == [] and list(inbox.messages) == [1] and inbox.processed == {}
