@@ -89,9 +89,24 @@ def record_case(
     return case
 
 
+POISON_AFTER = 3  # attempts that never finished before a case is quarantined as `poison` (D03)
+_ATTEMPT = "attempt"
+
+
+def start_attempt(case: Case) -> None:
+    """Mark that a worker starts answering `case`; committed before the work, removed by close_case."""
+    case.flags = [*case.flags, _ATTEMPT]
+
+
+def attempts_started(case: Case) -> int:
+    """Attempts at answering that never finished (the worker died, or its claim ran out)."""
+    return case.flags.count(_ATTEMPT)
+
+
 def close_case(
     session: Session, case: Case, status: CaseStatus, *, now: datetime, reason: str = "", **fields: Any
 ) -> None:
+    case.flags = [f for f in case.flags if f != _ATTEMPT]
     case.status = status
     case.reason = reason or case.reason
     case.updated_at = now

@@ -197,6 +197,14 @@ def answer_case(services: Services, case_id: int, *, now: datetime) -> str:
             case = session.get(Case, case_id)
             if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
                 return "skipped"
+            if cases.attempts_started(case) >= cases.POISON_AFTER:
+                # Workers died on this case again and again: set it aside so the others get answered.
+                cases.close_case(session, case, CaseStatus.quarantined, now=now, reason="poison",
+                                 error=f"a worker died while answering it {cases.POISON_AFTER} times")
+                log.warning("case %s: quarantined as poison", case_id)
+                return CaseStatus.quarantined.value
+            cases.start_attempt(case)
+            session.add(case)
             raw = case.raw or b""
         question = parse_message(raw)
         command = detect_command(question.subject, question.body)

@@ -238,6 +238,7 @@ class Outcome:
     replies: int = 0
     answered: int = 0
     lost: list[str] = field(default_factory=list)
+    poisoned: list[str] = field(default_factory=list)  # quarantined as poison (D03): accounted for, no reply
     copies: dict[str, int] = field(default_factory=dict)  # question -> copies, only those with more than one
     unflagged_duplicates: list[str] = field(default_factory=list)
     distinct_replies: list[str] = field(default_factory=list)
@@ -275,7 +276,8 @@ class Outcome:
         return (
             f"{self.questions} questions, {self.kills} SIGKILLs at named points ({points}) "
             f"+ {self.external_kills} from outside, {self.starts} worker starts, {self.seconds:.0f} s: "
-            f"{len(self.lost)} lost, {self.replies} replies for {self.answered} questions, "
+            f"{len(self.lost)} lost, {len(self.poisoned)} quarantined as poison, "
+            f"{self.replies} replies for {self.answered} questions, "
             f"{extra} extra copies ({len(self.copies)} questions, all same Message-ID and flagged: "
             f"{not self.unflagged_duplicates and not self.distinct_replies}), "
             f"{self.flagged} cases flagged resent_after_crash"
@@ -398,6 +400,14 @@ class _Run:
     def answered(self) -> set[str]:
         return {_header(m.raw, "In-Reply-To") for m in list(self.sink.messages)}
 
+    def poisoned(self) -> set[str]:
+        engine = make_engine(self.database_url)
+        try:
+            with Session(engine) as session:
+                return set(session.exec(select(Case.message_id).where(Case.reason == "poison")).all())
+        finally:
+            engine.dispose()
+
     def kills(self) -> int:
         return len(self.crash_log.read_text().split())
 
@@ -445,7 +455,7 @@ def run_campaign(campaign: Campaign, workdir: Path, *, say=print) -> Outcome:  #
         try:
             while time.monotonic() - started < campaign.deadline:
                 time.sleep(0.5)
-                done = run.answered()
+                done = run.answered() | run.poisoned()
                 kills = run.kills()
                 if time.monotonic() - last_report > campaign.report_every:
                     say(f"  ... {len(done & {question_id(n) for n in range(run.fed)})}/{run.fed} answered, "
@@ -485,8 +495,6 @@ def _check(outcome: Outcome, run: _Run, sink: mailhost.Sink, database_url: str, 
     for message in list(sink.messages):
         by_question.setdefault(_header(message.raw, "In-Reply-To"), []).append(_header(message.raw, "Message-ID"))
     wanted = [question_id(n) for n in range(run.fed)]
-    outcome.lost = [q for q in wanted if q not in by_question]
-    outcome.answered = sum(1 for q in wanted if q in by_question)
     engine = make_engine(database_url)
     try:
         with Session(engine) as session:
@@ -494,12 +502,16 @@ def _check(outcome: Outcome, run: _Run, sink: mailhost.Sink, database_url: str, 
             flagged = {c.message_id for c in cases if "resent_after_crash" in (c.flags or [])}
             outcome.flagged = len(flagged)
             outcome.left_received = sum(1 for c in cases if c.status == CaseStatus.received)
+            poisoned = {c.message_id for c in cases if c.reason == "poison"}
             outcome.left_pending = len(session.exec(select(Outbox.id).where(Outbox.status == OutboxStatus.pending)).all())
             if campaign.quota_sender:
                 account = session.exec(select(Account).where(Account.email == campaign.quota_sender)).first()
                 outcome.quota_answers = account.answered if account else 0
     finally:
         engine.dispose()
+    outcome.poisoned = sorted(q for q in wanted if q in poisoned and q not in by_question)
+    outcome.lost = [q for q in wanted if q not in by_question and q not in poisoned]
+    outcome.answered = sum(1 for q in wanted if q in by_question)
     for qid, ids in by_question.items():
         if len(ids) > 1:
             outcome.copies[qid] = len(ids)

@@ -51,7 +51,7 @@ def test_kill_campaign_loses_nothing_and_duplicates_only_flagged_resends(tmp_pat
     print(f"\ncrash campaign ({'full' if full else 'CI'}): {outcome.summary()}")
     assert outcome.problems() == []
     assert outcome.kills >= campaign.min_kills
-    assert outcome.lost == [] and outcome.answered == outcome.questions >= campaign.questions
+    assert outcome.lost == [] and outcome.answered + len(outcome.poisoned) == outcome.questions >= campaign.questions
     if full:
         assert min(outcome.kills_by_point.get(p, 0) for p in crash_harness.POINTS) >= 20
 
@@ -174,3 +174,31 @@ def test_database_down_aborts_the_poll_before_the_mailbox_changes() -> None:
                         address=ADDRESS)
     assert poll(services) is None  # logged and recorded as a failed poll, not raised
     assert fetched == [] and list(inbox.messages) == [1] and inbox.processed == {}
+
+
+class _Dying(BaseException):
+    """Stands for a worker dying mid-answer: escapes every `except Exception`."""
+
+
+def test_a_case_that_kills_its_worker_three_times_is_quarantined_as_poison(engine) -> None:  # type: ignore[no-untyped-def]
+    """D03: after three attempts that never finished, the case is set aside; the others are answered."""
+
+    class PoisonMatcher(KeywordMatcher):
+        def match(self, text: str):  # type: ignore[no-untyped-def]
+            if "poison" in text:
+                raise _Dying()
+            return super().match(text)
+
+    services = Services(engine=engine, inbox=MemoryInbox(), transport=MemoryTransport(), matcher=PoisonMatcher(),
+                        address=ADDRESS)
+    services.inbox.deliver(question("poison 62310", sender="p@clinic.example"))
+    services.inbox.deliver(question("What is 62310?", sender="ok@clinic.example"))
+    for attempt in range(3):  # each "restart" comes after the dead attempt's claim ran out
+        with pytest.raises(_Dying):
+            run_once(services, now=lambda a=attempt: NOW + timedelta(minutes=6 * a))
+    run_once(services, now=lambda: NOW + timedelta(minutes=30))
+    with Session(engine) as session:
+        poison, fine = session.exec(select(Case).order_by(Case.id)).all()
+    assert (poison.status, poison.reason) == (CaseStatus.quarantined, "poison")
+    assert fine.status == CaseStatus.answered and fine.flags == []
+    assert [m.recipients for m in services.transport.sent] == [["ok@clinic.example"]]
