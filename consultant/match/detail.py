@@ -125,6 +125,10 @@ def _sibling_words(index: CodeIndex, row: int, title: str) -> list[str]:
     own = set(words(title))
     counts: Counter[str] = Counter()
     current = row
+    if row in index.family_of:
+        # a 7th-character code: its siblings differ only in the encounter
+        parent = index.row(ICD, index.parent[row]) if index.parent[row] else None
+        current = parent if parent is not None else row
     for _ in range(3):
         if len(index.key[current]) <= 3:
             break

@@ -149,7 +149,8 @@ ANATOMY_TOKENS = frozenset(
         shoulder arm elbow forearm wrist hand finger thumb eye ear nose mouth throat lung heart kidney liver
         bladder skin scalp brain breast trunk limb upper lower shows showed show revealed reveals demonstrated
         film films view views study findings result results adult child patient male female year old lobe lobes
-        lobar middle"""
+        lobar middle palm sole fingertip scalp lip cheek chin forehead temple eyelid jaw gum tongue tooth groin
+        buttock flank rib armpit navel knuckle instep arch side wall"""
     )
 )
 DIAGNOSIS_BONUS = 0.3  # rank bonus for a code the note states as its assessment
@@ -160,7 +161,7 @@ RESIDUAL_WEIGHT = 5.0  # ... or this much weight (one fairly rare word) left ove
 RESIDUAL_QUALIFIERS = frozenset(
     """exacerbation intractable uncomplicated complicated complication persistent intermittent recurrent controlled
     uncontrolled stable worsening improving flare resolved resolving remission relapse onset early late mild
-    moderate severe initial subsequent sequela with without""".split()
+    moderate severe initial subsequent sequela with without more one multiple several single""".split()
 )  # unexplained share of a clause's weight that is searched again
 _WITHOUT_STOPS = frozenset(
     {"type", "stage", "grade", "with", "and", "left", "right", "bilateral", "in", "due", "without", "not"}
@@ -446,7 +447,7 @@ class CodeMatcher:
             # Explain away: words the best code leaves unexplained ("cough and
             # fever", "heart failure ... and CKD stage 3b") are searched again,
             # up to twice, as findings of their own.
-            rest = [t for t in tokenize(" ".join(c.words)) if t not in FILLER_TOKENS]
+            rest = [t for t in tokenize(" ".join(c.words)) if t not in FILLER_TOKENS and t not in ENCOUNTER_TOKENS]
             for round_ in (1, 2, 3):
                 if not hits:
                     break
@@ -605,13 +606,14 @@ class CodeMatcher:
                 context: frozenset[str] | None = None, limit: int = 12) -> list[Hit]:
         tokens = [t for t in tokenize(" ".join(words)) if t not in FILLER_TOKENS]
         local_neg = set(neg)
-        local_neg.update(_negated_in_clause(words))
+        local_neg.update(_negated_in_clause(words) - set(tokenize(" ".join(_outside_negations(words)))))
         joined = " ".join(words)
         ext = [t for t in encounter if t not in tokens]
         if "encounter for" not in joined:
             # "initial encounter" picks a 7th character; it is not a title word
-            ext += [t for t in tokens if t in SEVENTH_WORDS]
-            tokens = [t for t in tokens if t not in SEVENTH_WORDS]
+            seventh = SEVENTH_WORDS | ({"closed", "open"} if "fracture" in tokens else set())
+            ext += [t for t in tokens if t in seventh]
+            tokens = [t for t in tokens if t not in seventh]
         if default_type2 and "diabetes" in tokens and not set(tokens) & _NOT_DIABETES_MELLITUS:
             tokens += ["type", "2"]
         tokens = tokens + [t for t in extra if t not in tokens]
@@ -817,9 +819,7 @@ def _without_tokens(clauses: list[Clause]) -> set[str]:
             continue
         absent = _negated_in_clause(c.words)
         if absent:
-            said = set(tokenize(" ".join(w for w in c.words)))
-            stated = said - absent
-            out.update(absent - (stated & set(tokenize(" ".join(_outside_negations(c.words))))))
+            out.update(absent - set(tokenize(" ".join(_outside_negations(c.words)))))
     return out
 
 

@@ -21,11 +21,12 @@ from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, Co
 from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
-MAX_CANDIDATES = 1500
-COMMON_POSTINGS = 3000  # postings longer than this do not generate candidates
+MAX_CANDIDATES = 700
+COMMON_POSTINGS = 4000  # postings longer than this do not generate candidates
 NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
 CONTRADICTED_PENALTY = 0.35
 COMPOUND_WEIGHT = 0.25
+NUMBER_WEIGHT = 0.5  # a bare number ("one or more") says little without its axis word
 ANCESTOR_MATCH = 0.6  # share of a query word's weight explained by an inherited parent word
 NEGATED_WORD_WEIGHT = 0.3  # a title that says "without" a word the text states
 
@@ -58,7 +59,7 @@ def make_query(
         tid = index.vocab.get(t)
         if tid is not None:
             # "stage2" only breaks ties between stages: a rare token, kept light
-            weights[tid] = idf[tid] * (COMPOUND_WEIGHT if is_compound(t) else 1.0)
+            weights[tid] = idf[tid] * (COMPOUND_WEIGHT if is_compound(t) else NUMBER_WEIGHT if t.isdigit() else 1.0)
     neg_ids = frozenset(index.vocab[t] for t in neg if t in index.vocab)
     for tid in neg_ids:
         # "without agoraphobia": the absent word says which code, not what the finding is

@@ -216,7 +216,8 @@ def stem(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The raw lower-case words of `text`, in order (no stemming)."""
-    return _WORD.findall(fold(text).replace("-", " ").replace("/", " "))
+    # "toe(s)", "finger(s)": the plural mark is not a word
+    return _WORD.findall(fold(text).replace("(s)", "").replace("-", " ").replace("/", " "))
 
 
 def tokenize(text: str) -> list[str]:
