@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.summary())
         if not args.workers_figure:
             worst = max(outcome.copies.values(), default=1)
-            print(f"kills per point: " + ", ".join(
+            print("kills per point: " + ", ".join(
                 f"{crash_harness.CHECKLIST_ID[p]} {p} {outcome.kills_by_point.get(p, 0)}" for p in crash_harness.POINTS))
             print(f"most copies of one reply: {worst}; wall time {time.monotonic() - started:.0f} s")
         problems = outcome.problems()

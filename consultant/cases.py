@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from consultant.db import session_scope
-
 from consultant.inbox import MailRef
 from consultant.lease import dead_holders
 from consultant.models import Case, CaseStatus

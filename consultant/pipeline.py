@@ -45,7 +45,7 @@ from consultant.faults import crash_point
 from consultant.inbox import Inbox, MailRef
 from consultant.intake import intake_message
 from consultant.lease import acquire_lease, worker_identity
-from consultant.match.base import MatchResult, Matcher, Suggestion
+from consultant.match.base import Matcher, MatchResult, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
 from consultant.outbox import Transport, deliver_pending
 from consultant.parse import Question, parse_message

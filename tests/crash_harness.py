@@ -39,6 +39,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import func, text
 from sqlmodel import Session, select
@@ -69,10 +70,12 @@ CHECKLIST_ID = dict(zip(POINTS, ("CP1", "CP2", "CP3", "CP4", "CP5", "CP6", "CP7"
 WORKER_COMMAND = [
     sys.executable,
     "-c",
-    "import consultant.codes as c, consultant.codes.loader as l\n"
-    "if not hasattr(c, 'ensure_codes_loaded'): c.ensure_codes_loaded = l.ensure_codes_loaded\n"
-    "from consultant.cli import main\n"
-    "raise SystemExit(main(['run']))",
+    (
+        "import consultant.codes as c, consultant.codes.loader as l\n"
+        "if not hasattr(c, 'ensure_codes_loaded'): c.ensure_codes_loaded = l.ensure_codes_loaded\n"
+        "from consultant.cli import main\n"
+        "raise SystemExit(main(['run']))"
+    ),
 ]
 
 
@@ -120,8 +123,8 @@ def _warm_index(database_url: str, env: dict[str, str] | None = None) -> None:
     _WARMED.add(database_url)
     subprocess.run(
         [sys.executable, "-c",
-         "import sys; from consultant.db import make_engine; from consultant.match import build_matcher; "
-         "build_matcher(make_engine(sys.argv[1]))", database_url],
+         ("import sys; from consultant.db import make_engine; from consultant.match import build_matcher; "
+          "build_matcher(make_engine(sys.argv[1]))"), database_url],
         check=True, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
     )
 
@@ -356,38 +359,38 @@ class _Run:
 
     # -- one supervisor per worker slot ------------------------------------------------------
     def supervise(self, slot: int) -> None:
-        log = open(self.workdir / f"worker-{slot}.log", "ab")
-        try:
-            while not self.stop.is_set():
-                point = self.next_point()
-                proc = subprocess.Popen(WORKER_COMMAND, env=self.env(point), cwd=self.workdir,
-                                        stdout=log, stderr=subprocess.STDOUT)
-                with self.lock:
-                    self.procs[slot] = proc
-                    self.outcome.starts += 1
-                born = time.monotonic()
-                while proc.poll() is None and not self.stop.is_set():
-                    if point and (not self.crashing.is_set() or time.monotonic() - born > self.c.max_life):
-                        proc.send_signal(signal.SIGKILL)  # from outside: idle too long, or crashing is over
-                        proc.wait()
-                        with self.lock:
-                            self.outcome.external_kills += 1
-                        break
-                    time.sleep(0.05)
-                if self.stop.is_set() and proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                    break
-                if proc.returncode not in (0, -signal.SIGKILL):
+        with open(self.workdir / f"worker-{slot}.log", "ab") as log:
+            self._supervise(slot, log)
+
+    def _supervise(self, slot: int, log: BinaryIO) -> None:
+        while not self.stop.is_set():
+            point = self.next_point()
+            proc = subprocess.Popen(WORKER_COMMAND, env=self.env(point), cwd=self.workdir,
+                                    stdout=log, stderr=subprocess.STDOUT)
+            with self.lock:
+                self.procs[slot] = proc
+                self.outcome.starts += 1
+            born = time.monotonic()
+            while proc.poll() is None and not self.stop.is_set():
+                if point and (not self.crashing.is_set() or time.monotonic() - born > self.c.max_life):
+                    proc.send_signal(signal.SIGKILL)  # from outside: idle too long, or crashing is over
+                    proc.wait()
                     with self.lock:
-                        self.outcome.unexpected_exits.append(f"slot {slot}: exit {proc.returncode}")
-                    time.sleep(1)
-        finally:
-            log.close()
+                        self.outcome.external_kills += 1
+                    break
+                time.sleep(0.05)
+            if self.stop.is_set() and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                break
+            if proc.returncode not in (0, -signal.SIGKILL):
+                with self.lock:
+                    self.outcome.unexpected_exits.append(f"slot {slot}: exit {proc.returncode}")
+                time.sleep(1)
 
     # -- the question stream --------------------------------------------------------------
     def feed(self, upto: int) -> None:
@@ -537,6 +540,15 @@ def full_mode() -> bool:
 
 
 __all__ = [
-    "Campaign", "Outcome", "POINTS", "CHECKLIST_ID", "run_campaign", "postgres_database", "drop_postgres_database",
-    "sqlite_database", "codes_template", "full_mode", "question_id",
+    "CHECKLIST_ID",
+    "POINTS",
+    "Campaign",
+    "Outcome",
+    "codes_template",
+    "drop_postgres_database",
+    "full_mode",
+    "postgres_database",
+    "question_id",
+    "run_campaign",
+    "sqlite_database",
 ]

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
 CHUNK = 4096
 
@@ -39,7 +40,7 @@ class Fault:
 class _Link:
     """One proxied connection: client <-> upstream, with its byte counts."""
 
-    def __init__(self, proxy: "FaultProxy", client: socket.socket, upstream: socket.socket) -> None:
+    def __init__(self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket) -> None:
         self.proxy = proxy
         self.client = client
         self.upstream = upstream
@@ -170,7 +171,7 @@ class FaultProxy:
                 self.fault = Fault()
 
     # -- plumbing -------------------------------------------------------------
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread.start()
         return self
 
@@ -189,7 +190,7 @@ class FaultProxy:
         for link in list(self._links):
             link.close()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
@@ -199,7 +200,7 @@ class FaultProxy:
         while not self.stopped.is_set():
             try:
                 client, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

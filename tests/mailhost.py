@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -307,7 +308,7 @@ class Sink:
             time.sleep(0.05)
         return len(self.messages) >= count
 
-    def start(self) -> "Sink":
+    def start(self) -> Sink:
         if self.controller.ssl_context is not None:
             # aiosmtpd's readiness probe wraps its socket with the *server* context
             self.controller._trigger_server = self._probe_tls  # type: ignore[method-assign]
@@ -324,7 +325,7 @@ class Sink:
     def stop(self) -> None:
         self.controller.stop()
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
@@ -360,7 +361,7 @@ class busy_server:
             finally:
                 conn.close()
 
-    def __enter__(self) -> "busy_server":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

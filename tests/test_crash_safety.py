@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from tests.fakes import KeywordMatcher, question
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ADDRESS = "consultant@caseconsultant.example"
 
 
@@ -60,8 +60,8 @@ def test_kill_campaign_loses_nothing_and_duplicates_only_flagged_resends(tmp_pat
 def _dead_worker_id() -> str:
     """The id of a worker process that has been killed with SIGKILL (and reaped)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", "from consultant.lease import worker_identity; import os, signal, sys; "
-         "print(worker_identity(), flush=True); os.kill(os.getpid(), signal.SIGKILL)"],
+        [sys.executable, "-c", ("from consultant.lease import worker_identity; import os, signal, sys; "
+                                "print(worker_identity(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")],
         stdout=subprocess.PIPE, text=True,
     )
     out, _ = child.communicate(timeout=30)
@@ -133,7 +133,7 @@ def test_after_data_sent_is_a_crash_point_of_the_smtp_transport(tmp_path: Path) 
         )
         env = {**os.environ, "CONSULTANT_TEST_CRASH": "after_data_sent:1",
                "CONSULTANT_TEST_CRASH_LOG": str(tmp_path / "log")}
-        done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
+        done = subprocess.run([sys.executable, "-c", script], env=env, timeout=60, check=False)
         assert done.returncode == -signal.SIGKILL
         assert sink.wait_for(1)  # the server took it; our process never saw the 250
     assert (tmp_path / "log").read_text().split() == ["after_data_sent"]

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 
@@ -114,7 +114,7 @@ def padded_question(n: int, size: int = 15_000) -> bytes:
                     message_id=f"<cut-{n}@clinic.example>")
 
 
-def drain(services: Services, config: ImapConfig, tries: int = 4) -> None:  # noqa: D401
+def drain(services: Services, config: ImapConfig, tries: int = 4) -> None:
     """Poll until the inbox is empty (a poll may still fail on a fault that is being healed)."""
     for _ in range(tries):
         try:
@@ -170,7 +170,12 @@ def test_stalled_server_times_out_and_the_next_poll_succeeds(engine, dovecot, pr
         proxy.stall(after=0 if n == 0 else rng.randrange(0, session_bytes))
         started = time.monotonic()
         done = threading.Event()
-        worker = threading.Thread(target=lambda: (poll(services, backoff_base=timedelta(0)), done.set()))
+
+        def one_poll(finished: threading.Event = done) -> None:
+            poll(services, backoff_base=timedelta(0))
+            finished.set()
+
+        worker = threading.Thread(target=one_poll)
         worker.start()
         worker.join(timeout=30)
         waits.append(time.monotonic() - started)
@@ -191,7 +196,7 @@ def test_scheduler_keeps_polling_through_a_stall(engine, dovecot, proxy, sink) -
     proxy.stall()
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(poll, "interval", seconds=1, args=[services], kwargs={"backoff_base": timedelta(seconds=0.5)},
-                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
     scheduler.start()
     try:
         time.sleep(3.5)
@@ -233,7 +238,7 @@ def test_bad_certificates_are_refused_without_a_plaintext_fallback(engine, tmp_p
 def test_bad_login_backs_off_and_shows_the_mailbox_unhealthy(engine, dovecot, proxy, sink) -> None:  # type: ignore[no-untyped-def]
     config = dovecot.config(port=proxy.port, password="wrong")
     services = make_services(engine, config, sink.port)
-    start = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     base = timedelta(seconds=30)
     attempts_at = []
     for second in range(0, 400, 5):  # a poll every 5 s for 400 s, on a fake clock

@@ -7,7 +7,7 @@ the times the backoff schedule names, so no test sleeps through a backoff.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ADDRESS = "consultant@caseconsultant.example"
 DATA_END = b"\r\n.\r\n"
 
@@ -100,7 +100,7 @@ def test_4xx_is_retried_on_the_backoff_schedule_then_given_up(engine, sink, stag
         [row] = rows(engine)
         if row.status != OutboxStatus.pending:
             break
-        due = row.next_attempt_at.replace(tzinfo=timezone.utc)
+        due = row.next_attempt_at.replace(tzinfo=UTC)
         assert drain_at(engine, smtp, due - timedelta(seconds=1))["retry"] == 0  # not before it is due
         waits.append(int((due - when).total_seconds()))
         when = due

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,7 @@ from consultant.quota import QuotaPolicy
 from consultant.senderauth import authentication_verdict
 from tests.fakes import KeywordMatcher
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ADDRESS = "consultant@caseconsultant.example"
 HANG_SECONDS = 10
 FULL = os.environ.get("CONSULTANT_FULL_CAMPAIGNS", "").lower() in {"1", "true", "yes"}
@@ -194,8 +194,9 @@ def generated_cases() -> dict[str, bytes]:
         "x06_forged_control": _mail([FROM, "X-CaseConsultant-Loop: someone.else", "X-CaseConsultant-Account: plan"]),
         "x01_dmarc_fail": _mail([FROM, "Authentication-Results: mx.caseconsultant.example; dmarc=fail"]),
         "l01_auto_submitted": _mail([FROM, "Auto-Submitted: Auto-Replied"]),
-        "l05_dsn": _mail(["From: MAILER-DAEMON@mx.example", "Content-Type: multipart/report; "
-                          "report-type=delivery-status; boundary=z"], "--z\n\nfailed\n--z--\n"),
+        "l05_dsn": _mail(["From: MAILER-DAEMON@mx.example",
+                          "Content-Type: multipart/report; report-type=delivery-status; boundary=z"],
+                         "--z\n\nfailed\n--z--\n"),
     }
     for n in range(40):  # random bytes with a valid-looking head
         seed = (n * 2654435761) % 2**32

@@ -11,7 +11,7 @@ values (20,000 examples with CONSULTANT_FULL_CAMPAIGNS=1).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from consultant.parse import parse_address
 from consultant.render import CodeView, build_message, clean_header, render_reply
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SENDER = "consultant@caseconsultant.example"
 EXAMPLES = 20_000 if os.environ.get("CONSULTANT_FULL_CAMPAIGNS", "").lower() in {"1", "true", "yes"} else 2_000
 VALUES_PER_EXAMPLE = 6
@@ -74,13 +74,13 @@ def test_every_reply_reparses_with_exactly_the_intended_headers(
 
     strict = message_from_bytes(raw, policy=policy.default)
     for parsed in (strict, message_from_bytes(raw)):
-        names = [k.lower() for k in parsed.keys()]
+        names = [k.lower() for k in parsed]
         assert set(names) == INTENDED and len(names) == len(INTENDED), names
         assert parsed.get_content_type() == "multipart/alternative"
         parts = parsed.get_payload()
         assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
         for part in parts:
-            assert {k.lower() for k in part.keys()} <= {"content-type", "content-transfer-encoding", "mime-version"}
+            assert {k.lower() for k in part} <= {"content-type", "content-transfer-encoding", "mime-version"}
 
     assert [a.addr_spec for a in strict["To"].addresses] == [recipient]
     # folding may add whitespace around a long word; nothing else may differ
@@ -138,6 +138,6 @@ def test_a_double_encoded_subject_or_reference_cannot_add_a_header_to_the_reply(
     run_once(services, now=lambda: NOW)
     [sent] = services.transport.sent
     reply = message_from_bytes(sent.raw, policy=policy.default)
-    assert "bcc" not in {k.lower() for k in reply.keys()} and b"\nBcc:" not in sent.raw
+    assert "bcc" not in {k.lower() for k in reply} and b"\nBcc:" not in sent.raw
     assert sent.recipients == ["pat@clinic.example"]
     assert reply["References"] == "<q0@clinic.example> <q1@clinic.example>"
