@@ -84,3 +84,8 @@ def test_numbers_keep_their_axis():
     toks = tokenize("type 1 diabetes with CKD stage 2, third trimester, 34 weeks")
     assert {"type1", "stage2", "trimester3", "week34"} <= set(toks)
     assert "stage1" not in toks and is_compound("stage3a") and not is_compound("stage")
+
+
+def test_a_plural_in_the_text_matches_a_rule_written_in_the_singular():
+    assert rewrite("fever blisters") == rewrite("fever blister") == "herpesviral vesicular dermatitis"
+    assert rewrite("AS") == "aortic stenosis" and rewrite("ASs") != "aortic stenosis"

@@ -105,10 +105,15 @@ class Lexicon:
     def _match_at(
         self, raw: list[str], low: list[str], i: int, table: dict[str, list[Rule]]
     ) -> tuple[Rule, int, list[str]] | None:
-        for rule in table.get(low[i], ()):
+        rules = table.get(low[i], ())
+        for form in _singulars(low[i]):
+            rules = [*rules, *table.get(form, ())]
+        if len(rules) > 1:
+            rules = sorted(rules, key=lambda r: -len(r.phrase))
+        for rule in rules:
             j, k, skipped = i, 0, []
             while k < len(rule.phrase) and j < len(low):
-                if low[j] == rule.phrase[k]:
+                if low[j] == rule.phrase[k] or (not rule.upper and rule.phrase[k] in _singulars(low[j])):
                     if rule.upper and not (raw[j].isupper() or raw[j].isdigit()):
                         break
                     j, k = j + 1, k + 1
@@ -121,6 +126,13 @@ class Lexicon:
             if k == len(rule.phrase):
                 return rule, j, skipped
         return None
+
+
+def _singulars(word: str) -> tuple[str, ...]:
+    """ "blisters" matches a rule written for "blister" ("fever blisters on the lip")."""
+    if len(word) <= 3 or not word.endswith("s") or word.endswith(("ss", "us", "is", "'s")):
+        return ()
+    return (word[:-1], word[:-2]) if word.endswith("es") else (word[:-1],)
 
 
 def _raw_words(text: str) -> list[str]:

@@ -48,6 +48,7 @@ MAX_CODES = 15
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
 SIDES = frozenset({"right", "left", "bilateral"})
+SIDE_ORGANS = frozenset({"eye", "ear"})  # "left eye": the side is the point, the organ is in every candidate
 SEVENTH_WORDS = {"initial", "subsequent", "sequela", "encounter"}
 MODIFIER_TOKENS = {"left", "right", "bilateral", "injury", "visit", "today", "seen", "time", "yesterday", "week", "day"}
 _PROCEDURE = re.compile(
@@ -383,6 +384,15 @@ class CodeMatcher:
                             suppressed.add(h.row)
                 findings.append(Finding(text=c.text, negated=c.negated, uncertain=c.uncertain, codes=()))
                 continue
+            if c.history and not c.family and _substance_dependence(c.words):
+                # a history of alcohol or drug dependence is coded as the
+                # dependence "in remission" (guideline I.C.5.b.1), not as a Z code
+                past = tuple(w for w in c.words if w not in HISTORY_WORDS) + ("in", "remission")
+                hits = self._search(past, group=DX, extra=extra, encounter=encounter)
+                if hits and hits[0].score >= REPORT_FLOOR:
+                    offer(hits[0], 1.0 + hits[0].score * 0.5, ("c", number), [f"history of dependence: {c.text}"])
+                    findings.append(Finding(text=c.text, history=True, codes=(idx.display[hits[0].row],)))
+                    continue
             if c.history or c.family:
                 if not set(tokenize(" ".join(c.words))) - HISTORY_WORDS:
                     continue  # "Mother has" before "no diabetes": nothing of its own
@@ -618,7 +628,11 @@ class CodeMatcher:
             tokens += ["type", "2"]
         tokens = tokens + [t for t in extra if t not in tokens]
         neg_ids = (set(neg) - set(tokens)) | local_neg
-        query = make_query(self.index, tokens, neg=sorted(neg_ids), group=group, ext=ext)
+        # a stated side picks among codes of one kind; it never outweighs an
+        # unstated kind ("glaucoma in both eyes" is H40.9, not a bilateral
+        # secondary glaucoma)
+        light = SIDE_ORGANS if SIDES.intersection(tokens) else ()
+        query = make_query(self.index, tokens, neg=sorted(neg_ids), group=group, ext=ext, light=light)
         key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
         hits = self._cache.get(key)
         if hits is None:
@@ -808,6 +822,16 @@ def _negated_in_clause(words) -> set[str]:
         elif w == "as" and i > 0 and words[i - 1] == "unspecified":
             out.update(tokenize(" ".join(x for x in words[i + 1 : i + 4] if x != "or")))
     return out
+
+
+_SUBSTANCES = frozenset({"alcohol", "opioid", "cannabis", "cocaine", "sedative", "stimulant", "hallucinogen",
+                         "inhalant", "amphetamine", "heroin", "drug", "alcoholism"})
+
+
+def _substance_dependence(words) -> bool:
+    """Dependence or abuse of alcohol or drugs (not nicotine: its history is Z87.891)."""
+    toks = set(tokenize(" ".join(words)))
+    return bool(toks & _SUBSTANCES) and bool(toks & {"dependence", "abuse", "use", "alcoholism"}) and "nicotine" not in toks
 
 
 def _without_tokens(clauses: list[Clause]) -> set[str]:

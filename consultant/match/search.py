@@ -24,11 +24,11 @@ CANDIDATE_FLOOR = 0.5  # of the best shared weight
 MAX_CANDIDATES = 700
 COMMON_POSTINGS = 4000  # postings longer than this do not generate candidates
 NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
-CONTRADICTED_PENALTY = 0.35
-COMPOUND_WEIGHT = 0.25
+CONTRADICTED_PENALTY = 0.35  # a title that says "without" a word the text states
+COMPOUND_WEIGHT = 0.25  # "stage2" only breaks ties between stages
 NUMBER_WEIGHT = 0.5  # a bare number ("one or more") says little without its axis word
 ANCESTOR_MATCH = 0.6  # share of a query word's weight explained by an inherited parent word
-NEGATED_WORD_WEIGHT = 0.3  # a title that says "without" a word the text states
+NEGATED_WORD_WEIGHT = 0.3  # "without agoraphobia": the absent word weighs less than the finding
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class Hit:
 
 
 def make_query(
-    index: CodeIndex, tokens: list[str], *, neg: list[str] = (), group: str = DX, ext: list[str] = ()
+    index: CodeIndex, tokens: list[str], *, neg: list[str] = (), group: str = DX, ext: list[str] = (),
+    light: frozenset[str] | tuple = (),
 ) -> Query:
     """`ext` tokens (encounter words said elsewhere in the text) only choose 7th characters."""
     idf = index.idf[group]
@@ -59,7 +60,9 @@ def make_query(
         tid = index.vocab.get(t)
         if tid is not None:
             # "stage2" only breaks ties between stages: a rare token, kept light
-            weights[tid] = idf[tid] * (COMPOUND_WEIGHT if is_compound(t) else NUMBER_WEIGHT if t.isdigit() else 1.0)
+            weights[tid] = idf[tid] * (
+                COMPOUND_WEIGHT if is_compound(t) else NUMBER_WEIGHT if t.isdigit() or t in light else 1.0
+            )
     neg_ids = frozenset(index.vocab[t] for t in neg if t in index.vocab)
     for tid in neg_ids:
         # "without agoraphobia": the absent word says which code, not what the finding is
@@ -87,7 +90,7 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     without = index.vocab.get("without")
     best: dict[int, tuple[float, int, frozenset[int], float, float, float]] = {}
     also: dict[int, set[int]] = {}
-    for d in _candidates(postings, base_weights):
+    for d in _candidates(postings, base_weights, docs):
         doc = docs[d]
         matched_q = 0.0
         matched_cost = 0.0
@@ -149,7 +152,7 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     return hits
 
 
-def _candidates(postings: list[list[int]], weights: dict[int, float]) -> list[int]:
+def _candidates(postings: list[list[int]], weights: dict[int, float], docs: list) -> list[int]:
     """Documents worth scoring in full: those sharing enough query weight."""
     acc: dict[int, float] = {}
     get = acc.get
@@ -165,7 +168,10 @@ def _candidates(postings: list[list[int]], weights: dict[int, float]) -> list[in
     floor = top * CANDIDATE_FLOOR
     out = [d for d, v in acc.items() if v >= floor]
     if len(out) > MAX_CANDIDATES:
-        out.sort(key=lambda d: -acc[d])
+        # keep the documents with the best estimated score, so that a short
+        # title ("Unspecified glaucoma") is not crowded out by a hundred long
+        # ones sharing one more word ("..., bilateral, stage unspecified")
+        out.sort(key=lambda d: -acc[d] * (0.3 + 0.7 * min(1.0, acc[d] / (docs[d].cost or 1.0))))
         del out[MAX_CANDIDATES:]
     return out
 

@@ -24,7 +24,7 @@ STOPWORDS = frozenset(
 # displaced": the tabular's own default.)
 DEFAULT_WORDS = frozenset(
     """unspecified nos site part type unsp specified elsewhere classified not uncomplicated displaced unilateral
-    female side accidental unintentional""".split()
+    female side accidental unintentional nonrheumatic""".split()
 )
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -149,6 +149,8 @@ _FORMS = {
     "lapse": "lapse",
     "abdominal": "abdomen",
     "venous": "vein",
+    "retinal": "retina",
+    "detached": "detachment",
     "noninfectious": "noninfective",
     "vs": "versus",
     "pancreatic": "pancreas",
