@@ -363,16 +363,22 @@ class _Run:
             self._supervise(slot, log)
 
     def _supervise(self, slot: int, log: BinaryIO) -> None:
+        log_path = self.workdir / f"worker-{slot}.log"
         while not self.stop.is_set():
             point = self.next_point()
+            log.flush()
+            offset = log_path.stat().st_size
             proc = subprocess.Popen(WORKER_COMMAND, env=self.env(point), cwd=self.workdir,
                                     stdout=log, stderr=subprocess.STDOUT)
             with self.lock:
                 self.procs[slot] = proc
                 self.outcome.starts += 1
-            born = time.monotonic()
+            ready_at = 0.0  # life is counted from "Polling every", not through start-up (index builds)
             while proc.poll() is None and not self.stop.is_set():
-                if point and (not self.crashing.is_set() or time.monotonic() - born > self.c.max_life):
+                if not ready_at and _says(log_path, offset, b"Polling every"):
+                    ready_at = time.monotonic()
+                idle_too_long = ready_at and time.monotonic() - ready_at > self.c.max_life
+                if point and (not self.crashing.is_set() or idle_too_long):
                     proc.send_signal(signal.SIGKILL)  # from outside: idle too long, or crashing is over
                     proc.wait()
                     with self.lock:
@@ -428,6 +434,12 @@ class _Run:
         finally:
             engine.dispose()
         return received == 0 and pending == 0
+
+
+def _says(path: Path, offset: int, text: bytes) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return text in fh.read()
 
 
 def _header(raw: bytes, name: str) -> str:
