@@ -179,8 +179,9 @@ def run_growth(work: Path, server, sink, template: Path, codes) -> dict:  # type
             growth.seed_history(engine, count=size - seeded, first_uid=seeded + 1)
             seeded = size
         batch = [m.raw for m in corpus.generate_mail(200, codes, to=servers.ADDRESS, seed=size + 1, start=size * 10)]
+        history = growth.case_count(engine)
         found = growth.measure(services, server, sink, batch, polls=40)
-        found["history_cases"] = growth.case_count(engine) - found["batch"]
+        found["history_cases"] = history
         figures["sizes"].append(found)
         log(f"  empty poll p50 {found['empty_poll_p50_ms']} ms, {found['per_message_ms']} ms per message")
     services.inbox.close()
