@@ -207,6 +207,14 @@ def test_a_stated_side_does_not_outweigh_the_kind(matcher):
     assert codes(matcher, "leaky mitral valve")[0] == "I34.0"  # nonrheumatic is the default
 
 
+def test_sore_stiff_and_swollen_parts(matcher):
+    assert codes(matcher, "sore right knee")[0] == "M25.561"
+    assert codes(matcher, "stiff right shoulder")[0] == "M25.611"
+    assert codes(matcher, "swollen right knee")[0] == "M25.461"  # a swollen joint is an effusion
+    assert codes(matcher, "swollen ankles")[0] == "R60.0"
+    assert codes(matcher, "sore throat")[0] == "J02.9"
+
+
 def _scores(cases: Path, db_url: str) -> dict[str, float]:
     env = dict(os.environ, CONSULTANT_DATABASE_URL=db_url)
     cmd = [sys.executable, str(RUNNER), "--cases", str(cases), "--batch",
@@ -231,7 +239,7 @@ def _scores(cases: Path, db_url: str) -> dict[str, float]:
 FLOORS = {
     "sample": {"explicit@1": 100, "lay@1": 100, "lay@5": 100, "gems@1": 100, "gems@5": 100, "vignette_recall": 100,
                "changed_new": 100, "changed_deleted": 100},
-    "dev": {"explicit@1": 100, "lay@1": 98.9, "lay@5": 99.2, "gems@1": 98.3, "gems@5": 100, "vignette_recall": 100,
+    "dev": {"explicit@1": 100, "lay@1": 99.0, "lay@5": 99.2, "gems@1": 98.3, "gems@5": 100, "vignette_recall": 100,
             "changed_new": 100, "changed_deleted": 100},
     "icd9-common": {"gems@1": 87.1, "gems@5": 97.0},
 }
