@@ -2,8 +2,9 @@
 
 A BlockingScheduler runs the poll job every `poll_seconds` with
 `max_instances=1` (never two polls at once in a process) and `coalesce=True`
-(missed runs collapse into one). SIGTERM and Ctrl-C stop it cleanly: the
-current poll finishes, then the process exits.
+(missed runs collapse into one). A run that finds a backlog keeps polling
+at once until the backlog is gone (`drain`). SIGTERM and Ctrl-C stop it
+cleanly: the current poll finishes, then the process exits.
 
 With staff addresses set, a cron job queues the daily digest at
 `digest_at` (HH:MM, UTC); the next poll's send step delivers it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 POLL_BACKOFF_BASE = timedelta(seconds=30)
 POLL_BACKOFF_MAX = timedelta(minutes=15)
+MAX_PASSES = 100  # one scheduled run never holds the worker for ever
 
 
 def poll(
@@ -68,6 +71,20 @@ def poll(
             "poll: fetched %d, acknowledged %d, sent %d, retry %d, failed %d",
             summary.fetched, summary.acknowledged, summary.sent, summary.send_retry, summary.send_failed,
         )
+    return summary
+
+
+def drain(services: Services, *, stop: threading.Event | None = None, max_passes: int = MAX_PASSES) -> RunSummary | None:
+    """The scheduled job: poll, and poll again at once while the last pass brought a full
+    batch or answered cases, so a backlog goes at the pipeline's pace, not at one batch
+    (CONSULTANT_IMAP_BATCH) per CONSULTANT_POLL_SECONDS. `stop` ends it between passes."""
+    summary = None
+    for _ in range(max_passes):
+        summary = poll(services)
+        if summary is None or (stop is not None and stop.is_set()):
+            return summary
+        if summary.fetched < services.batch_size and not summary.statuses:
+            return summary
     return summary
 
 
@@ -147,10 +164,12 @@ def run_forever(
     retention_days: int = 30,
 ) -> None:
     scheduler = BlockingScheduler(timezone="UTC")
+    stopping = threading.Event()
     scheduler.add_job(
-        poll,
+        drain,
         "interval",
         args=[services],
+        kwargs={"stop": stopping},
         seconds=poll_seconds,
         next_run_time=datetime.now().astimezone() + timedelta(seconds=0.5),
         max_instances=1,
@@ -174,6 +193,7 @@ def run_forever(
 
     def stop(signum: int, _frame: object) -> None:
         log.info("signal %s: stopping after the current poll", signum)
+        stopping.set()
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
