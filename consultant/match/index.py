@@ -419,8 +419,13 @@ def title_roles(title: str) -> list[tuple[str, int]]:
                 continue
             if w in ("in", "due") and mode == WITHOUT:
                 mode = NORMAL  # "without complications in remission": the remission is asked for
-            if w == "of" and mode == WITHOUT and _next_word(pieces, p_index, piece_words, k) in _SIDE_WORDS:
-                mode = NORMAL  # "without foreign body of left index finger": the finger is asked for
+            if w == "of" and mode == WITHOUT and (
+                _next_word(pieces, p_index, piece_words, k) in _SIDE_WORDS
+                or [t for t, _ in out[-2:]] == ["foreign", "body"]
+            ):
+                # "without foreign body of left index finger", "... of other part of head",
+                # "... of scalp": the site is asked for
+                mode = NORMAL
             if w == "not" or (w == "as" and out and out[-1][0] == "unspecified"):
                 # "not having achieved remission", "not specified as recurrent",
                 # "unspecified as acute or chronic": the default, said as a negation
