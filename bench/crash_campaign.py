@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -24,6 +25,10 @@ from pathlib import Path
 from tests import crash_harness
 
 PG_URL = os.environ.get("CONSULTANT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="no kills: 4 workers on PostgreSQL answer 1,000 (full) or 200 questions exactly once")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (worker logs) afterwards")
     args = parser.parse_args(argv)
+    # SIGTERM (and SIGINT, which a background job ignores) end the run cleanly: workers, Dovecot, database.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
     workdir = Path(tempfile.mkdtemp(prefix="cc-campaign-"))
     name = ""
