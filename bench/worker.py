@@ -7,7 +7,8 @@ open_engine with migrations and the code check, check_mail, build_services)
 and then calls the scheduler's job body, `scheduling.poll`, back to back
 instead of every CONSULTANT_POLL_SECONDS: the bench measures what the
 pipeline can do, not how long the schedule waits. A pass that found nothing
-to do waits 20 ms before the next one.
+to do waits 100 ms before the next one (a second worker that only answers
+would otherwise spend the CPU its partner needs on empty claim queries).
 
 Protocol on stdin/stdout: prints `ready` once started, runs after a `go`
 line, stops after a `stop` line (or end of input), then prints one JSON line
@@ -73,7 +74,7 @@ def main() -> int:
         totals["sent"] += summary.sent
         if not (summary.fetched or summary.sent or summary.statuses):
             totals["idle_passes"] += 1
-            stop.wait(0.02)
+            stop.wait(0.1)
         else:
             busy_passes.append((summary.fetched, summary.sent, round(time.monotonic() - pass_started, 3)))
     services.inbox.close()
