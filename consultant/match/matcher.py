@@ -642,9 +642,53 @@ class CodeMatcher:
         sides = SIDES.intersection(tokens)
         if len(sides) == 1 and group == DX:
             hits = self._stated_side(hits, next(iter(sides)))
+        if sides and group == DX and hits:
+            hits = self._unstated_kind(hits, tokens, neg_ids, group, ext, context, limit)
         elif not sides and group == DX:
             hits = self._unstated_side(hits)
         return hits
+
+    def _unstated_kind(self, hits: list[Hit], tokens: list[str], neg_ids, group: str, ext, context,
+                       limit: int) -> list[Hit]:
+        """A stated side never picks a kind the text does not give: "cataract right eye" is H26.9
+        (no sided code exists for a cataract of no stated kind), not an age-related cataract of the
+        right eye. When the best code is sided and needs words the text lacks, the same search
+        without the side is tried; its best code wins when it is unsided and needs no unstated word."""
+        idx = self.index
+        top = hits[0]
+        if idx.key[top.row][0] in "STVWXYZ":
+            return hits
+        title = self._title_tokens(top.row)
+        if not SIDES.intersection(t for t, _ in title):
+            return hits
+        stated = set(tokens)
+        # a weak word ("primary") is the tabular's default kind, not an unstated one
+        # nor is a site word ("Lateral epicondylitis, right elbow" for "tennis elbow right")
+        if not any(role in (NORMAL, OTHER) and t not in stated and t not in SIDES and t not in UNSPECIFIED_HEADS
+                   for t, role in title):
+            return hits
+        plain = [t for t in tokens if t not in SIDES and t not in SIDE_ORGANS and t not in ("both", "eyes", "ears")]
+        if not plain:
+            return hits
+        query = make_query(self.index, plain, neg=sorted(neg_ids), group=group, ext=ext)
+        key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
+        alt = self._cache.get(key)
+        if alt is None:
+            alt = self._cache[key] = search(self.index, query, limit=limit)
+        if context is not None:
+            alt = self._in_context(alt, context)
+        if not alt or alt[0].score < 0.6:
+            return hits
+        best = alt[0]
+        btitle = self._title_tokens(best.row)
+        if SIDES.intersection(t for t, _ in btitle) or "unspecified" in {t for t, _ in btitle} - stated and any(
+                t in UNSPECIFIED_HEADS and role != NORMAL for t, role in btitle):
+            return hits  # the unspecified-side sibling ("unspecified elbow") never beats a stated side
+        if any(role in NEEDED_ROLES and t not in stated for t, role in btitle):
+            return hits
+        best = Hit(row=best.row, score=max(best.score, top.score), matched=best.matched, alias=best.alias,
+                   explained=best.explained, dcov=best.dcov)
+        return [best] + [h for h in hits if h.row != best.row]
 
     def _unstated_side(self, hits: list[Hit]) -> list[Hit]:
         """A text that names no side does not get a right or left code over an unsided one."""
