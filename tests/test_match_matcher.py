@@ -207,6 +207,22 @@ def test_a_stated_side_does_not_outweigh_the_kind(matcher):
     assert codes(matcher, "leaky mitral valve")[0] == "I34.0"  # nonrheumatic is the default
 
 
+def test_a_stated_side_does_not_pick_an_unstated_kind(matcher):
+    assert codes(matcher, "cataract right eye")[0] == "H26.9"
+    assert codes(matcher, "glaucoma in both eyes")[0] == "H40.9"
+    assert codes(matcher, "tennis elbow right")[0] == "M77.11"  # the unspecified-side sibling never wins
+    assert codes(matcher, "arthritis in both knees")[0] == "M17.0"  # primary is the default kind
+
+
+def test_lay_injury_sites_and_traumatic_context(matcher):
+    assert codes(matcher, "cut on the forehead, first visit")[0] == "S01.81XA"
+    assert codes(matcher, "bruised heel left, first visit")[0] == "S90.32XA"
+    assert codes(matcher, "bruised tailbone, first visit")[0] == "S30.0XXA"
+    assert codes(matcher, "cracked rib left, first visit")[0] == "S22.32XA"
+    assert codes(matcher, "torn rotator cuff from a fall, right, first visit")[0] == "S46.011A"
+    assert codes(matcher, "torn rotator cuff left")[0].startswith("M75.1")
+
+
 def test_sore_stiff_and_swollen_parts(matcher):
     assert codes(matcher, "sore right knee")[0] == "M25.561"
     assert codes(matcher, "stiff right shoulder")[0] == "M25.611"
