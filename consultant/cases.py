@@ -45,8 +45,11 @@ def find_case(session: Session, ref: MailRef) -> Case | None:
 
 
 def find_duplicate(session: Session, *, message_id: str, content_hash: str, ref: MailRef) -> Case | None:
-    """An earlier, finished case for the very same message under another key."""
-    if not message_id:
+    """An earlier, finished case for the very same message under another key.
+
+    Same Message-ID and same bytes; without a Message-ID, the same bytes alone (P04).
+    """
+    if not content_hash:
         return None
     return session.exec(
         select(Case)

@@ -380,3 +380,21 @@ def test_batches_are_bounded_and_oldest_first(engine, dovecot, sink) -> None:  #
     services.inbox.close()
     assert reply_targets(sink) == [f"<b{n}@clinic.example>" for n in range(25)]
     assert len(uids(config, "Обработано")) == 25
+
+
+# -- P04 with I06: no Message-ID, a new UIDVALIDITY ----------------------------------------------
+def test_a_message_without_message_id_is_not_answered_again_under_new_uids(engine) -> None:  # type: ignore[no-untyped-def]
+    from consultant.inbox import MemoryInbox
+    from consultant.outbox import MemoryTransport
+
+    raw = b"From: Pat <pat@clinic.example>\r\nSubject: no id\r\n\r\nWhat is CPT code 62310?\r\n"
+    transport = MemoryTransport()
+    for uidvalidity in (1, 2):  # the mailbox is restored: same bytes, new UIDs
+        services = Services(engine=engine, inbox=MemoryInbox(uidvalidity=uidvalidity), transport=transport,
+                            matcher=KeywordMatcher(), address=ADDRESS, worker_id="w")
+        services.inbox.deliver(raw)
+        run_once(services)
+    assert len(transport.sent) == 1
+    with Session(engine) as session:
+        assert [(c.status, c.reason) for c in session.exec(select(Case).order_by(Case.id)).all()] == [
+            (CaseStatus.answered, ""), (CaseStatus.ignored, "duplicate")]
