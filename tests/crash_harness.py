@@ -63,20 +63,8 @@ POINTS = (
 )
 CHECKLIST_ID = dict(zip(POINTS, ("CP1", "CP2", "CP3", "CP4", "CP5", "CP6", "CP7", "CP8")))
 
-# `python -m consultant run`. services.py imports `ensure_codes_loaded` from
-# `consultant.codes`, which does not export it yet; until it does, the worker
-# is started through this shim, which adds that one name and then runs the
-# very same `consultant run` entry point.
-WORKER_COMMAND = [
-    sys.executable,
-    "-c",
-    (
-        "import consultant.codes as c, consultant.codes.loader as l\n"
-        "if not hasattr(c, 'ensure_codes_loaded'): c.ensure_codes_loaded = l.ensure_codes_loaded\n"
-        "from consultant.cli import main\n"
-        "raise SystemExit(main(['run']))"
-    ),
-]
+# The worker exactly as deployed: `python -m consultant run`, configured by the environment.
+WORKER_COMMAND = [sys.executable, "-m", "consultant", "run"]
 
 
 # -- the code database, loaded once and copied --------------------------------------------
