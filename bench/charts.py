@@ -74,7 +74,7 @@ def draw_latency(results: dict, out: Path) -> None:
         ax.set_xticks(range(len(sets)), [f"{s} ({matcher[s]['cases']})" for s in sets])
         ax.set_ylabel("ms per question")
         ax.set_title("Matcher, suggest --batch")
-        ax.legend()
+        ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "bench-latency.png", dpi=110)
     plt.close(fig)
