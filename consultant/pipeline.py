@@ -364,7 +364,8 @@ def _first_name(question: Question) -> str:
     name = question.sender_name.strip().strip('"')
     if not name or "@" in name:
         return ""
-    first = name.split(",")[-1].split()[0] if "," in name else name.split()[0]
+    words = (name.split(",")[-1] if "," in name else name).split()
+    first = words[0] if words else ""
     return first[:40] if first.isalpha() else ""
 
 

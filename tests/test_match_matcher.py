@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNNER = ROOT.parent / "shared" / "eval" / "run_eval.py"
+# The team's eval runner and public sample: ../shared/eval beside a checkout, else the copy in bench/eval
+# (so a clean clone in CI still runs the sample as a regression floor).
+_SHARED_RUNNER = ROOT.parent / "shared" / "eval" / "run_eval.py"
+RUNNER = _SHARED_RUNNER if _SHARED_RUNNER.exists() else ROOT / "bench" / "eval" / "run_eval.py"
 
 
 @pytest.fixture(scope="session")
@@ -267,7 +270,6 @@ CASES = {
 }
 
 
-@pytest.mark.skipif(not RUNNER.exists(), reason="shared/eval is not beside the repo")
 @pytest.mark.parametrize("name", list(FLOORS))
 def test_eval_does_not_drop(name, db_url):
     got = _scores(CASES[name], db_url)

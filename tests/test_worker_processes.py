@@ -46,10 +46,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 def test_four_workers_answer_every_question_exactly_once(database_url: str, tmp_path: Path) -> None:
     full = crash_harness.full_mode()
-    if "sqlite" in database_url and not full:
-        pytest.skip("SQLite with four processes runs in full mode; CI runs the PostgreSQL figure")
+    ci_size = 200 if "postgresql" in database_url else 80  # SQLite serialises writers: a smaller CI run
     campaign = crash_harness.Campaign(
-        questions=1000 if full else 200, workers=4, crash=False, feed_batch=20, feed_pause=0.2,
+        questions=1000 if full else ci_size, workers=4, crash=False, feed_batch=20, feed_pause=0.2,
         database_url=database_url, index_dir=tmp_path / "index", deadline=1800 if full else 300,
     )
     outcome = crash_harness.run_campaign(campaign, tmp_path / "workers")
