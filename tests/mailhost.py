@@ -14,6 +14,7 @@ through this module, so the campaign and the tests run the same setup.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -192,7 +193,19 @@ class Dovecot:
                 time.sleep(0.1)
             shutil.rmtree(self.root, ignore_errors=True)
 
-        threading.Thread(target=clean_up, daemon=True).start()
+        cleaner = threading.Thread(target=clean_up, daemon=True)
+        cleaner.start()
+        _CLEANERS.append(cleaner)
+
+
+_CLEANERS: list[threading.Thread] = []
+
+
+@atexit.register
+def _finish_cleaning() -> None:
+    """Let the last Dovecots finish stopping, so their folders are removed too."""
+    for cleaner in _CLEANERS:
+        cleaner.join(timeout=15)
 
 
 def start_dovecot(*, cert: Cert | None = None, without_move: bool = False) -> Dovecot:
