@@ -49,7 +49,7 @@ from consultant.match.base import Matcher, MatchResult, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
 from consultant.outbox import Transport, deliver_pending
 from consultant.parse import Question, parse_message
-from consultant.quota import QuotaPolicy, charge_answer
+from consultant.quota import QuotaPolicy, charge_answer, lock_account
 from consultant.replies import ReplyTarget, enqueue_reply
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,7 @@ def _answer(services: Services, case_id: int, question: Question, result: MatchR
         case = session.get(Case, case_id)
         if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
             return "skipped"
+        lock_account(session, question.sender, now=now)
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
         elif (capped := reply_cap_reason(session, question.sender, caps=services.caps, now=now)) is not None:

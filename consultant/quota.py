@@ -75,6 +75,14 @@ def quota_state(session: Session, email: str, *, policy: QuotaPolicy) -> QuotaSt
     )
 
 
+def lock_account(session: Session, email: str, *, now: datetime) -> None:
+    """Hold `email`'s account row until the transaction ends (FOR UPDATE on PostgreSQL;
+    SQLite's IMMEDIATE transaction already serialises writers). Answers to one sender are
+    then decided one at a time, so "one over-quota notice per window" holds across workers."""
+    ensure_account(session, email, now=now)
+    session.exec(select(Account.id).where(Account.email == email).with_for_update()).first()
+
+
 def charge_answer(session: Session, email: str, *, policy: QuotaPolicy, now: datetime) -> bool:
     """Spend one answer for `email`; False when none is left (nothing changes then)."""
     ensure_account(session, email, now=now)
