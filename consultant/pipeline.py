@@ -241,19 +241,14 @@ def _answer(services: Services, case_id: int, question: Question, result: MatchR
         case = session.get(Case, case_id)
         if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
             return "skipped"
-        lock_account(session, question.sender, now=now)
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
         elif (capped := reply_cap_reason(session, question.sender, caps=services.caps, now=now)) is not None:
             kind, status, reason = "", CaseStatus.ignored, capped
         elif not shown:
             kind, status, reason = "no_match", CaseStatus.answered, "no_codes"
-        elif charge_answer(session, question.sender, policy=services.policy, now=now):
-            kind, status, reason = "reply", CaseStatus.answered, ""
-        elif recent_over_quota_notice(session, question.sender, window=services.caps.over_quota_window, now=now):
-            kind, status, reason = "", CaseStatus.over_quota, "over_quota_notice_suppressed"
         else:
-            kind, status, reason = "over_quota", CaseStatus.over_quota, "over_quota"
+            kind, status, reason = _spend_or_refuse(services, session, question.sender, now=now)
         if kind:
             enqueue_reply(
                 session,
@@ -328,6 +323,17 @@ def code_record(s: Suggestion) -> dict[str, object]:
         "evidence": list(s.evidence),
         "more_specific": s.more_specific,
     }
+
+
+def _spend_or_refuse(services: Services, session: Session, sender: str, *, now: datetime) -> tuple[str, CaseStatus, str]:
+    """Spend an answer, or refuse with at most one over-quota notice per window. The sender's
+    account row is locked first, so concurrent workers decide one sender's answers in turn."""
+    lock_account(session, sender, now=now)
+    if charge_answer(session, sender, policy=services.policy, now=now):
+        return "reply", CaseStatus.answered, ""
+    if recent_over_quota_notice(session, sender, window=services.caps.over_quota_window, now=now):
+        return "", CaseStatus.over_quota, "over_quota_notice_suppressed"
+    return "over_quota", CaseStatus.over_quota, "over_quota"
 
 
 def reply_codes(result: MatchResult) -> list[Suggestion]:
