@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,29 +30,13 @@ from sqlalchemy.engine import Engine
 
 from consultant.db import make_engine, migrate
 from consultant.inbox import ImapConfig
+from tests.mailhost import free_port, wait_for_port
 
 PG_ADMIN_URL = os.environ.get("CONSULTANT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _require(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes"}
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
 
 
 # -- databases ---------------------------------------------------------------
@@ -179,66 +161,17 @@ def pymap_server() -> Iterator[ImapConfig]:
         proc.wait(timeout=10)
 
 
-DOVECOT_CONF = """\
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{d}/mail/%u
-mail_uid = nobody
-mail_gid = nogroup
-first_valid_uid = 1
-passdb {{
-  driver = passwd-file
-  args = {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/mail/%u
-}}
-service imap-login {{
-  chroot =
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-"""
-
-
 @pytest.fixture
 def dovecot_server() -> Iterator[ImapConfig]:
-    binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
-    if binary is None:
+    """A private Dovecot (tests/mailhost.py starts it: own config, mail_uid=nobody)."""
+    from tests import mailhost
+
+    if mailhost.dovecot_binary() is None:
         if _require("CONSULTANT_REQUIRE_DOVECOT"):
             pytest.fail("Dovecot is required but not installed (apt-get install dovecot-imapd dovecot-lmtpd)")
         pytest.skip("Dovecot is not installed")
-    root = Path(tempfile.mkdtemp(prefix="cc-dovecot-"))
-    root.chmod(0o755)
-    for sub in ("mail", "state", "run"):
-        (root / sub).mkdir()
-    (root / "mail").chmod(0o777)
-    (root / "state").chmod(0o777)
-    user, password = "consultant@localhost", "dovecot-test"
-    (root / "passwd").write_text(f"{user}:{{PLAIN}}{password}::::::\n")
-    port = free_port()
-    conf = root / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(d=root, port=port))
-    subprocess.run([binary, "-c", str(conf)], check=True)
-    try:
-        wait_for_port(port)
-        yield ImapConfig(host="127.0.0.1", port=port, user=user, password=password, use_ssl=False, timeout=10)
-    finally:
-        subprocess.run([binary, "-c", str(conf), "stop"], check=False)
-        time.sleep(0.2)
-        shutil.rmtree(root, ignore_errors=True)
+    with mailhost.dovecot() as server:
+        yield server.config()
 
 
 # -- the full shipped code set, loaded once per test session -------------------
