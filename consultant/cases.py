@@ -18,14 +18,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from consultant.db import session_scope
 from consultant.inbox import MailRef
-from consultant.lease import dead_holders
+from consultant.lease import claim_rows
 from consultant.models import Case, CaseStatus
 
 FINISHED = {
@@ -119,33 +117,9 @@ def close_case(
 
 def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
     """Claim up to `limit` received cases for `holder`; returns their ids, oldest first."""
-    with session_scope(engine) as session:
-        held = session.exec(
-            select(Case.claimed_by)
-            .where(Case.status == CaseStatus.received, Case.claimed_until >= now)  # type: ignore[operator]
-            .distinct()
-        ).all()
-        dead = dead_holders(held)
-        free = (
-            select(Case.id)
-            .where(
-                Case.status == CaseStatus.received,
-                (Case.claimed_until.is_(None))  # type: ignore[union-attr]
-                | (Case.claimed_until < now)  # type: ignore[operator]
-                | (Case.claimed_by.in_(dead)),  # type: ignore[union-attr]
-            )
-            .order_by(Case.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = session.execute(
-            update(Case)
-            .where(Case.id.in_(free.scalar_subquery()))  # type: ignore[union-attr]
-            .values(claimed_by=holder, claimed_until=now + ttl)
-            .returning(Case.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    return sorted(row[0] for row in rows)
+    return claim_rows(
+        engine, Case, Case.status == CaseStatus.received, holder=holder, limit=limit, ttl=ttl, now=now
+    )
 
 
 def still_mine(case: Case, *, holder: str, now: datetime) -> bool:

@@ -26,11 +26,13 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from consultant.db import session_scope
 from consultant.models import Lease
@@ -134,3 +136,33 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
         return ("?", "")  # exists but unreadable: never call it dead
     fields = text.rpartition(")")[2].split()
     return (fields[0], fields[19]) if len(fields) > 19 else ("?", "")
+
+
+def claim_rows(
+    engine: Engine, model: Any, waiting: ColumnElement[bool], *, holder: str, limit: int, ttl: timedelta, now: datetime
+) -> list[int]:
+    """Claim up to `limit` rows of `model` that match `waiting` and are not claimed (or whose
+    claim expired, or whose holder is provably dead) for `holder`; returns their ids, oldest
+    first. One UPDATE over a `FOR UPDATE SKIP LOCKED` subquery on PostgreSQL, so workers never
+    wait on each other's rows; on SQLite the IMMEDIATE transaction serialises the claim."""
+    with session_scope(engine) as session:
+        held = session.exec(select(model.claimed_by).where(waiting, model.claimed_until >= now).distinct()).all()
+        dead = dead_holders(held)
+        free = (
+            select(model.id)
+            .where(
+                waiting,
+                model.claimed_until.is_(None) | (model.claimed_until < now) | model.claimed_by.in_(dead),
+            )
+            .order_by(model.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = session.execute(
+            update(model)
+            .where(model.id.in_(free.scalar_subquery()))
+            .values(claimed_by=holder, claimed_until=now + ttl)
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return sorted(row[0] for row in rows)

@@ -31,12 +31,11 @@ from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import select
 
 from consultant.db import session_scope
 from consultant.errors import PermanentSendError, SendError
 from consultant.faults import crash_point
-from consultant.lease import dead_holders
+from consultant.lease import claim_rows
 from consultant.models import Case, CaseStatus, Outbox, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -222,34 +221,9 @@ CLAIM_TTL = timedelta(minutes=5)
 
 def claim_outbox(engine: Engine, *, holder: str, limit: int, now: datetime) -> list[int]:
     """Claim due rows for `holder` (SKIP LOCKED on PostgreSQL; IMMEDIATE on SQLite)."""
-    with session_scope(engine) as session:
-        held = session.exec(
-            select(Outbox.claimed_by)
-            .where(Outbox.status == OutboxStatus.pending, Outbox.claimed_until >= now)  # type: ignore[operator]
-            .distinct()
-        ).all()
-        dead = dead_holders(held)  # a worker killed mid-send: its rows are free at once
-        due = (
-            select(Outbox.id)
-            .where(
-                Outbox.status == OutboxStatus.pending,
-                Outbox.next_attempt_at <= now,
-                (Outbox.claimed_until.is_(None))  # type: ignore[union-attr]
-                | (Outbox.claimed_until < now)  # type: ignore[operator]
-                | (Outbox.claimed_by.in_(dead)),  # type: ignore[union-attr]
-            )
-            .order_by(Outbox.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = session.execute(
-            update(Outbox)
-            .where(Outbox.id.in_(due.scalar_subquery()))  # type: ignore[union-attr]
-            .values(claimed_by=holder, claimed_until=now + CLAIM_TTL)
-            .returning(Outbox.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    return sorted(row[0] for row in rows)
+    # a worker killed mid-send is provably dead: its rows are free at once
+    waiting = (Outbox.status == OutboxStatus.pending) & (Outbox.next_attempt_at <= now)
+    return claim_rows(engine, Outbox, waiting, holder=holder, limit=limit, ttl=CLAIM_TTL, now=now)
 
 
 def deliver_pending(
