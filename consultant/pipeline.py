@@ -6,8 +6,9 @@
 call it. One pass:
 
 1. **fetch + record** (only the holder of the mailbox lease): fetch one
-   bounded batch and record every message as a case (`intake.py`); machine
-   mail, duplicates and unreadable mail end there;
+   bounded batch and record every message as a case, the batch in one
+   transaction (`intake.py`); machine mail, duplicates and unreadable mail
+   end there;
 2. **answer**: claim `received` cases (any worker; claims skip rows other
    workers hold) and for each: match, then in ONE transaction charge the
    quota, write the reply to the outbox (or hold it for staff review) and
@@ -43,7 +44,7 @@ from consultant.db import session_scope
 from consultant.errors import SenderError, ServiceError
 from consultant.faults import crash_point
 from consultant.inbox import Inbox, MailRef
-from consultant.intake import intake_message
+from consultant.intake import intake_batch
 from consultant.lease import acquire_lease, worker_identity
 from consultant.match.base import Matcher, MatchResult, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
@@ -133,13 +134,9 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
     )
     fetched: list[MailRef] = []
     if polled:
-        for message in services.inbox.fetch_batch(services.batch_size):
-            crash_point("after_fetch")
-            intake_message(
-                services.engine, message, own_address=services.address, now=now(), authserv_id=services.authserv_id
-            )
-            fetched.append(message.ref)
-            crash_point("after_record")
+        batch = services.inbox.fetch_batch(services.batch_size)
+        intake_batch(services.engine, batch, own_address=services.address, now=now(), authserv_id=services.authserv_id)
+        fetched = [message.ref for message in batch]
     statuses = answer_claimed(services, now=now)
     acknowledged = acknowledge(services, fetched) if polled else 0
     counts = deliver_pending(

@@ -7,9 +7,14 @@ an empty string in a customer's email.
 
 `build_message` makes a multipart/alternative message with the threading
 headers (In-Reply-To, References), `Re:` subject, `Auto-Submitted:
-auto-replied` (RFC 3834) and a Message-ID on the service's own domain. Header
-values pass through the email package's policy, which refuses CR/LF, so
-nothing a sender wrote can add a header.
+auto-replied` (RFC 3834) and a Message-ID on the service's own domain. It uses
+the email package's compat32 classes (`MIMEText`, `Header`, `BytesGenerator`):
+the modern `EmailMessage` API re-parses and refolds every header through the
+header registry and cost ~2.5 ms per reply, a tenth of the whole pipeline
+(docs/BENCHMARKS.md). Every header value is one line of text before it gets
+there (`clean_header`, the parsed addr-spec, Message-IDs matched by a pattern
+without whitespace), `_header` refuses CR and LF outright, and non-ASCII
+values become RFC 2047 words, so nothing a sender wrote can add a header.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.charset import QP, Charset
+from email.generator import BytesGenerator
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid
+from io import BytesIO
 from functools import lru_cache
 from typing import Any
 
@@ -141,12 +150,12 @@ def _message_ids(value: str) -> list[str]:
 
 
 def build_message(reply: Reply, *, sender: str, now: datetime) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f"CaseConsultant <{sender}>"
-    msg["To"] = reply.to
-    msg["Subject"] = reply.subject
+    msg = MIMEMultipart("alternative")
+    msg["From"] = _header(f"CaseConsultant <{sender}>")
+    msg["To"] = _header(reply.to)
+    msg["Subject"] = _header(reply.subject)
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = reply.message_id
+    msg["Message-ID"] = _header(reply.message_id)
     in_reply_to = _message_ids(reply.in_reply_to)
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to[0]
@@ -156,6 +165,32 @@ def build_message(reply: Reply, *, sender: str, now: datetime) -> bytes:
     msg["Auto-Submitted"] = "auto-replied"
     msg[LOOP_HEADER] = sender.rpartition("@")[2] or "localhost"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(reply.text)
-    msg.add_alternative(reply.html, subtype="html")
-    return msg.as_bytes(policy=SMTP)
+    msg.attach(_text_part(reply.text, "plain"))
+    msg.attach(_text_part(reply.html, "html"))
+    out = BytesIO()
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=78).flatten(msg, linesep="\r\n")
+    return out.getvalue()
+
+
+def _utf8_qp() -> Charset:
+    charset = Charset("utf-8")
+    charset.body_encoding = QP  # readable in any mail client's source view, 7-bit safe
+    return charset
+
+
+_UTF8_QP = _utf8_qp()
+
+
+def _header(value: str) -> str | Header:
+    """One header value: refused if it could end the line; RFC 2047-encoded if not ASCII."""
+    if "\r" in value or "\n" in value:
+        raise ValueError("a header value may not contain CR or LF")
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=78)
+
+
+def _text_part(body: str, subtype: str) -> MIMEText:
+    if body.isascii() and all(len(line) <= 998 for line in body.splitlines()):
+        return MIMEText(body, subtype, "us-ascii")
+    return MIMEText(body, subtype, _UTF8_QP)
