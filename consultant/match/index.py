@@ -13,6 +13,12 @@ encounter. That keeps the search space near 40,000 documents instead of
 
 Building takes a few seconds on the full code set, so `load_index` keeps a
 pickled copy next to the database, keyed by a fingerprint of the table.
+
+Memory: a worker holds the index for its whole life, so the per-document and
+per-title data are flat arrays (`Docs`, `Titles`, postings as `array('i')`)
+rather than millions of small Python objects, and the strings that repeat
+(system, status, release, parent) are shared. Unpickling arrays is also much
+faster than unpickling tuples.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import math
 import os
 import pickle
 import re
+import sys
 import tempfile
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -37,7 +45,7 @@ from consultant.models import Code
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 8
+INDEX_VERSION = 9
 ICD = "ICD-10-CM"
 SEARCHED_SYSTEMS = frozenset({ICD, "ICD-10-PCS", "CPT", "HCPCS"})
 DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
@@ -52,25 +60,65 @@ _SOURCES = (Path(__file__), Path(__file__).with_name("text.py"))
 _CODE_REF = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.?-)?")
 
 
-class Doc(NamedTuple):
-    """One searchable name of one reportable code (or 7th-character family).
+@dataclass
+class Docs:
+    """The searchable names (~150,000), one per reportable code's title or
+    inclusion term (or 7th-character family), as parallel flat arrays.
+    Document d's tokens are `tokens[start[d]:start[d + 1]]`, with their roles
+    at the same positions of `roles`."""
 
-    A named tuple, not a dataclass: the index holds ~150,000 of them and
-    tuples unpickle several times faster (start-up time)."""
+    target: array = field(default_factory=lambda: array("i"))  # row number, or -(family number + 1)
+    cost: array = field(default_factory=lambda: array("d"))  # sum of idf * role cost over the tokens
+    alias: bytearray = field(default_factory=bytearray)  # 1: an inclusion term rather than the title
+    start: array = field(default_factory=lambda: array("I", [0]))
+    tokens: array = field(default_factory=lambda: array("i"))
+    roles: bytearray = field(default_factory=bytearray)
 
-    target: int  # row number, or -(family number + 1)
-    tokens: tuple[int, ...]
-    roles: tuple[int, ...]
-    cost: float  # sum of idf * role cost over the tokens
-    alias: bool = False  # an inclusion term rather than the title
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def add(self, target: int, tokens: list[int], roles: list[int], cost: float, alias: bool) -> int:
+        self.target.append(target)
+        self.cost.append(cost)
+        self.alias.append(alias)
+        self.tokens.extend(tokens)
+        self.roles.extend(roles)
+        self.start.append(len(self.tokens))
+        return len(self.target) - 1
+
+
+@dataclass
+class Titles:
+    """Every row's official title as `title_roles` reads it, computed once at build:
+    row r's (word, role) pairs are `words[tokens[i]], roles[i]` for i in `start[r]:start[r + 1]`."""
+
+    words: list[str] = field(default_factory=list)
+    start: array = field(default_factory=lambda: array("I", [0]))
+    tokens: array = field(default_factory=lambda: array("i"))
+    roles: bytearray = field(default_factory=bytearray)
+
+    def add(self, pairs: list[tuple[str, int]], ids: dict[str, int]) -> None:
+        for word, role in pairs:
+            wid = ids.get(word)
+            if wid is None:
+                wid = ids[word] = len(self.words)
+                self.words.append(word)
+            self.tokens.append(wid)
+            self.roles.append(role)
+        self.start.append(len(self.tokens))
+
+    def __getitem__(self, row: int) -> list[tuple[str, int]]:
+        lo, hi = self.start[row], self.start[row + 1]
+        words = self.words
+        return [(words[t], r) for t, r in zip(self.tokens[lo:hi], self.roles[lo:hi])]
 
 
 @dataclass
 class Family:
     base: str  # display form of the 6-character base, e.g. S42.001
     title: str
-    members: list[int]  # row numbers, in code order
-    ext_tokens: list[frozenset[int]]  # tokens of each member's 7th-character phrase
+    members: tuple[int, ...]  # row numbers, in code order
+    ext_tokens: list[frozenset[int]]  # tokens of each member's 7th-character phrase (shared between families)
 
 
 @dataclass
@@ -88,23 +136,30 @@ class CodeIndex:
     release: list[str] = field(default_factory=list)
     parent: list[str] = field(default_factory=list)
     replaced_by: list[tuple[str, ...]] = field(default_factory=list)
-    by_key: dict[str, list[int]] = field(default_factory=dict)  # canonical key -> rows
+    by_key: dict[str, int] = field(default_factory=dict)  # canonical key -> its first row
+    same_key: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the few keys on several rows -> rows
+    titles: Titles = field(default_factory=Titles)
     children: dict[int, list[int]] = field(default_factory=dict)
     excludes1: dict[int, tuple[str, ...]] = field(default_factory=dict)  # row -> code prefixes
     use_additional: dict[int, tuple[str, ...]] = field(default_factory=dict)
     code_first: dict[int, tuple[str, ...]] = field(default_factory=dict)
     vocab: dict[str, int] = field(default_factory=dict)
     idf: dict[str, list[float]] = field(default_factory=dict)  # group -> token weights
-    docs: list[Doc] = field(default_factory=list)
-    postings: dict[str, list[list[int]]] = field(default_factory=dict)  # group -> token -> docs
+    docs: Docs = field(default_factory=Docs)
+    postings: dict[str, list[array]] = field(default_factory=dict)  # group -> token -> docs (array('i'))
     families: list[Family] = field(default_factory=list)
     family_of: dict[int, int] = field(default_factory=dict)  # row -> family number
+    said_absent: dict[int, frozenset[str]] = field(default_factory=dict)  # target -> words an inclusion term is without
 
     def __len__(self) -> int:
         return len(self.key)
 
     def rows_for(self, key: str, system: str | None = None) -> list[int]:
-        rows = self.by_key.get(key.upper().replace(".", ""), [])
+        key = key.upper().replace(".", "")
+        rows = self.same_key.get(key)
+        if rows is None:
+            row = self.by_key.get(key)
+            rows = () if row is None else (row,)
         return [r for r in rows if system is None or self.system[r] == system]
 
     def row(self, system: str, key: str) -> int | None:
@@ -232,18 +287,22 @@ def build_index(rows: list[dict[str, Any]]) -> CodeIndex:
             continue
         row = len(index.key)
         key = str(r["code"]).upper().replace(".", "")
-        index.system.append(r["system"])
+        # the strings that repeat are shared (pickle keeps them shared)
+        index.system.append(sys.intern(r["system"]))
         index.key.append(key)
         index.display.append(r.get("display") or key)
         index.official.append(r.get("official") or "")
         index.plain.append(r.get("plain") or "")
         index.billable.append(bool(r.get("billable")))
-        index.status.append(r.get("status") or "valid")
-        index.change.append(r.get("change") or "")
-        index.release.append(r.get("release") or "")
-        index.parent.append((r.get("parent") or "").upper().replace(".", ""))
+        index.status.append(sys.intern(r.get("status") or "valid"))
+        index.change.append(sys.intern(r.get("change") or ""))
+        index.release.append(sys.intern(r.get("release") or ""))
+        index.parent.append(sys.intern((r.get("parent") or "").upper().replace(".", "")))
         index.replaced_by.append(tuple(r.get("replaced_by") or ()))
-        index.by_key.setdefault(key, []).append(row)
+        if key in index.by_key:
+            index.same_key[key] = (*index.same_key.get(key, (index.by_key[key],)), row)
+        else:
+            index.by_key[key] = row
         notes_by_row.append(r.get("notes") or {})
     for row in range(len(index.key)):
         parent = index.parent[row]
@@ -255,6 +314,12 @@ def build_index(rows: list[dict[str, Any]]) -> CodeIndex:
         _read_notes(index, row, notes)
     _build_families(index)
     _build_docs(index, notes_by_row)
+    # the title words the matcher checks (sides, "unspecified ...") for any row;
+    # a searched word has the same number as in `vocab`
+    ids = dict(index.vocab)
+    index.titles.words = list(ids)
+    for title in index.official:
+        index.titles.add(title_roles(title), ids)
     return index
 
 
@@ -324,6 +389,7 @@ def _common_base(titles: list[str]) -> str:
 
 def _build_families(index: CodeIndex) -> None:
     groups: dict[str, list[int]] = {}
+    shared_ext: dict[frozenset[int], frozenset[int]] = {}  # a few dozen 7th-character phrases in all
     for row, key in enumerate(index.key):
         if index.system[row] == ICD and len(key) == 7 and index.billable[row] and index.status[row] == "valid":
             groups.setdefault(key[:6], []).append(row)
@@ -335,11 +401,11 @@ def _build_families(index: CodeIndex) -> None:
         if not base:
             continue
         fam = len(index.families)
-        exts = [tokenize(t[len(base) :]) for t in titles]
+        exts = [frozenset(_ids(index, tokenize(t[len(base) :]))) for t in titles]
         index.families.append(
-            Family(base=_display_base(base_key), title=base, members=members, ext_tokens=[frozenset() for _ in exts])
+            Family(base=_display_base(base_key), title=base, members=tuple(members),
+                   ext_tokens=[shared_ext.setdefault(e, e) for e in exts])
         )
-        index.families[fam].ext_tokens = [frozenset(_ids(index, toks)) for toks in exts]
         for r in members:
             index.family_of[r] = fam
 
@@ -557,19 +623,24 @@ def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
     for group, counts in df.items():
         n = max(1, sum(1 for target, _, _ in raw_docs if _group(index, target) == group))
         index.idf[group] = [math.log(1 + n / (1 + counts.get(t, 0))) for t in index.vocab]
-        index.postings[group] = [[] for _ in index.vocab]
+        index.postings[group] = [array("i") for _ in index.vocab]
+    absent: dict[int, set[str]] = {}
     for target, toks, alias in raw_docs:
         if not toks:
             continue
         group = _group(index, target)
         idf = index.idf[group]
-        ids = tuple(index.vocab[t] for t, _ in toks)
-        roles = tuple(role for _, role in toks)
+        ids = [index.vocab[t] for t, _ in toks]
+        roles = [role for _, role in toks]
         cost = sum(idf[i] * ROLE_COST[r] for i, r in zip(ids, roles))
-        doc_id = len(index.docs)
-        index.docs.append(Doc(target=target, tokens=ids, roles=roles, cost=cost, alias=alias))
+        doc_id = index.docs.add(target, ids, roles, cost, alias)
         for i in ids:
             index.postings[group][i].append(doc_id)
+        if alias:
+            without = {t for t, role in toks if role == WITHOUT}
+            if without:
+                absent.setdefault(target, set()).update(without)
+    index.said_absent = {target: frozenset(ts) for target, ts in absent.items()}
 
 
 def _group(index: CodeIndex, target: int) -> str:

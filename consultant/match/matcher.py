@@ -29,10 +29,8 @@ from consultant.match.index import (
     PX,
     UNSPECIFIED_HEADS,
     WEAK,
-    WITHOUT,
     CodeIndex,
     default_child,
-    title_roles,
 )
 from consultant.match.lexicon import Lexicon
 from consultant.match.rules import (
@@ -188,17 +186,16 @@ class CodeMatcher:
     def __init__(self, index: CodeIndex, lexicon: Lexicon) -> None:
         self.index = index
         self.lexicon = lexicon
-        self._title_cache: dict[int, list[tuple[str, int]]] = {}
-        self._tokens: list[str] | None = None
         self._side_cache: dict[tuple[int, str], int | None] = {}
-        self._docs_of: dict[int, list[int]] | None = None
         self._cache: dict = {}
+        self._titles: dict[int, list[tuple[str, int]]] = {}
 
     # ------------------------------------------------------------ public
 
     def match(self, text: str) -> MatchResult:
         text = text or ""
         self._cache = {}  # searches repeated within one question are answered once
+        self._titles = {}  # and titles read once
         mentions = find_mentions(text)
         explicit = self._explicit(mentions, text)
         free_text = _strip_mentions(text, mentions)
@@ -443,7 +440,7 @@ class CodeMatcher:
                 refs = _additional_refs(idx, main.row)
                 left = {t for t in tokenize(" ".join(c.words))} - {self._token(t) for t in main.matched}
                 left -= FILLER_TOKENS
-                if refs != ("\0",) and left & set(idx.vocab):
+                if refs != ("\0",) and any(t in idx.vocab for t in left):
                     extra_hits = [
                         h for h in wide
                         if idx.key[h.row].startswith(refs) and idx.key[h.row][:3] != idx.key[main.row][:3]
@@ -584,31 +581,18 @@ class CodeMatcher:
         return findings, ranked
 
     def _token(self, token_id: int) -> str:
-        if self._tokens is None:
-            self._tokens = [""] * len(self.index.vocab)
-            for t, i in self.index.vocab.items():
-                self._tokens[i] = t
-        return self._tokens[token_id]
+        return self.index.titles.words[token_id]  # a vocab word has the same number there
 
-    def _said_absent(self, row: int) -> set[str]:
+    def _said_absent(self, row: int) -> frozenset[str]:
         """Words one of the code's names (an inclusion term) says the code is without."""
-        if self._docs_of is None:
-            self._docs_of = {}
-            for d, doc in enumerate(self.index.docs):
-                if doc.alias:
-                    self._docs_of.setdefault(doc.target, []).append(d)
         fam = self.index.family_of.get(row)
-        target = -(fam + 1) if fam is not None else row
-        out: set[str] = set()
-        for d in self._docs_of.get(target, ()):
-            doc = self.index.docs[d]
-            out.update(self._token(t) for t, role in zip(doc.tokens, doc.roles) if role == WITHOUT)
-        return out
+        return self.index.said_absent.get(-(fam + 1) if fam is not None else row, frozenset())
 
     def _title_tokens(self, row: int) -> list[tuple[str, int]]:
-        got = self._title_cache.get(row)
+        """`title_roles` of the row's title (precomputed in the index)."""
+        got = self._titles.get(row)
         if got is None:
-            got = self._title_cache[row] = title_roles(self.index.official[row])
+            got = self._titles[row] = self.index.titles[row]
         return got
 
     def _search(self, words, *, group: str, extra: set[str], encounter: set[str] = frozenset(),

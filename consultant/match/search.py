@@ -15,6 +15,7 @@ bleeding" after "no bleeding") is pushed down, and a title that says
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
@@ -86,18 +87,19 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     q_total = sum(base_weights.values()) or 1.0
     idf = index.idf[query.group]
     docs = index.docs
+    doc_tokens, doc_roles, doc_start, doc_cost = docs.tokens, docs.roles, docs.start, docs.cost
     neg = query.neg
     without = index.vocab.get("without")
     best: dict[int, tuple[float, int, frozenset[int], float, float, float]] = {}
     also: dict[int, set[int]] = {}
-    for d in _candidates(postings, base_weights, docs):
-        doc = docs[d]
+    for d in _candidates(postings, base_weights, doc_cost):
+        lo, hi = doc_start[d], doc_start[d + 1]
         matched_q = 0.0
         matched_cost = 0.0
         penalty = 1.0
         credit = 0.0
         hit_tokens = []
-        for t, role in zip(doc.tokens, doc.roles):
+        for t, role in zip(doc_tokens[lo:hi], doc_roles[lo:hi]):
             w = base_weights.get(t)
             if w is not None:
                 if role == WITHOUT and t not in neg and t != without:
@@ -117,15 +119,17 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
                 else:
                     penalty *= NEGATED_PENALTY
         qcov = matched_q / q_total
-        dcov = matched_cost / doc.cost if doc.cost > 0 else 1.0
+        cost = doc_cost[d]
+        dcov = matched_cost / cost if cost > 0 else 1.0
         score = qcov * (0.3 + 0.7 * dcov) * penalty + credit
-        if doc.alias:
+        if docs.alias[d]:
             score *= 0.97
-        prev = best.get(doc.target)
+        target = docs.target[d]
+        prev = best.get(target)
         if prev is None or score > prev[0]:
-            best[doc.target] = (score, d, frozenset(hit_tokens), matched_q, credit, dcov)
+            best[target] = (score, d, frozenset(hit_tokens), matched_q, credit, dcov)
         if penalty == 1.0 and hit_tokens:
-            also.setdefault(doc.target, set()).update(hit_tokens)
+            also.setdefault(target, set()).update(hit_tokens)
     # A code's names are synonyms: query words explained by any of them
     # ("onychomycosis" by one inclusion term, "dermatophyte" by another)
     # count for the code, at the title coverage of its best name.
@@ -144,7 +148,7 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
         else:
             row, bonus = _pick_member(index, -target - 1, query, matched, ext_weights, q_total)
             score += bonus
-        hits.append(Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=docs[d].alias,
+        hits.append(Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=bool(docs.alias[d]),
                         explained=explained, dcov=round(dcov, 4)))
         if len(hits) >= limit:
             break
@@ -152,14 +156,18 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     return hits
 
 
-def _candidates(postings: list[list[int]], weights: dict[int, float], docs: list) -> list[int]:
+def _candidates(postings: list[array], weights: dict[int, float], cost: array) -> list[int]:
     """Documents worth scoring in full: those sharing enough query weight."""
-    acc: dict[int, float] = {}
-    get = acc.get
     # Words on thousands of titles ("disease", "unspecified") find no document
     # the rarer words of the query miss; they are scored, not walked.
     rare = {t: w for t, w in weights.items() if len(postings[t]) <= COMMON_POSTINGS}
-    for t, w in (rare or weights).items():
+    walked = iter((rare or weights).items())
+    first = next(walked, None)
+    if first is None:
+        return []
+    acc = dict.fromkeys(postings[first[0]], 0.0 + first[1])  # the first word's documents, in one step
+    get = acc.get
+    for t, w in walked:
         for d in postings[t]:
             acc[d] = get(d, 0.0) + w
     if not acc:
@@ -171,7 +179,7 @@ def _candidates(postings: list[list[int]], weights: dict[int, float], docs: list
         # keep the documents with the best estimated score, so that a short
         # title ("Unspecified glaucoma") is not crowded out by a hundred long
         # ones sharing one more word ("..., bilateral, stage unspecified")
-        out.sort(key=lambda d: -acc[d] * (0.3 + 0.7 * min(1.0, acc[d] / (docs[d].cost or 1.0))))
+        out.sort(key=lambda d: -acc[d] * (0.3 + 0.7 * min(1.0, acc[d] / (cost[d] or 1.0))))
         del out[MAX_CANDIDATES:]
     return out
 
