@@ -15,9 +15,11 @@ claim whose holder is provably dead is free at once (`lease.dead_holders`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -91,16 +93,67 @@ def record_case(
 
 POISON_AFTER = 3  # attempts that never finished before a case is quarantined as `poison` (D03)
 _ATTEMPT = "attempt"
+CASE = Case.__table__  # type: ignore[attr-defined]
 
 
-def start_attempt(case: Case) -> None:
-    """Mark that a worker starts answering `case`; committed before the work, removed by close_case."""
-    case.flags = [*case.flags, _ATTEMPT]
+class ClaimLost(Exception):
+    """The claim expired or moved to another worker before our commit: roll back (fencing)."""
 
 
-def attempts_started(case: Case) -> int:
-    """Attempts at answering that never finished (the worker died, or its claim ran out)."""
-    return case.flags.count(_ATTEMPT)
+@dataclass(frozen=True)
+class Attempt:
+    """A claimed case a worker has started to answer: what it needs, and the flags it wrote."""
+
+    id: int
+    raw: bytes
+    flags: tuple[str, ...]
+
+
+def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -> Attempt | CaseStatus | None:
+    """Mark that `holder` starts answering `case_id`, committed before the work (a worker that
+    dies leaves the mark behind). None when the claim is no longer ours; `quarantined` when
+    workers died on this case POISON_AFTER times (D03), so the others still get answered."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(CASE.c.status, CASE.c.claimed_by, CASE.c.claimed_until, CASE.c.flags, CASE.c.raw)
+            .where(CASE.c.id == case_id)
+            .with_for_update()
+        ).first()
+        if row is None or not _claim_holds(row.status, row.claimed_by, row.claimed_until, holder=holder, now=now):
+            return None
+        flags = list(row.flags or [])
+        if flags.count(_ATTEMPT) >= POISON_AFTER:
+            conn.execute(update(CASE).where(CASE.c.id == case_id).values(
+                status=CaseStatus.quarantined, reason="poison", updated_at=now,
+                flags=[f for f in flags if f != _ATTEMPT],
+                error=f"a worker died while answering it {POISON_AFTER} times",
+            ))
+            return CaseStatus.quarantined
+        flags.append(_ATTEMPT)
+        conn.execute(update(CASE).where(CASE.c.id == case_id).values(flags=flags))
+    return Attempt(case_id, row.raw or b"", tuple(flags))
+
+
+def finish_attempt(
+    session: Session, attempt: Attempt, status: CaseStatus, *, holder: str, now: datetime, reason: str = "",
+    **fields: Any,
+) -> None:
+    """Close the case in the caller's transaction, only while the claim is still `holder`'s
+    (the condition is part of the UPDATE); raises ClaimLost otherwise, so the caller's
+    transaction, with any charge and reply in it, rolls back."""
+    result = session.execute(
+        update(CASE)
+        .where(
+            CASE.c.id == attempt.id,
+            CASE.c.status == CaseStatus.received,
+            CASE.c.claimed_by == holder,
+            CASE.c.claimed_until >= now,
+        )
+        .values(status=status, reason=reason, updated_at=now, flags=[f for f in attempt.flags if f != _ATTEMPT],
+                **fields)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ClaimLost(attempt.id)
 
 
 def close_case(
@@ -124,11 +177,16 @@ def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now:
 
 def still_mine(case: Case, *, holder: str, now: datetime) -> bool:
     """The claim is ours and unexpired, and the case still waits for an answer (fencing)."""
+    return _claim_holds(case.status, case.claimed_by, case.claimed_until, holder=holder, now=now)
+
+
+def _claim_holds(status: str, claimed_by: str | None, claimed_until: datetime | None, *, holder: str,
+                 now: datetime) -> bool:
     return (
-        case.status == CaseStatus.received
-        and case.claimed_by == holder
-        and case.claimed_until is not None
-        and aware(case.claimed_until) >= now
+        status == CaseStatus.received
+        and claimed_by == holder
+        and claimed_until is not None
+        and aware(claimed_until) >= now
     )
 
 

@@ -190,26 +190,21 @@ def answer_claimed(services: Services, *, now: Callable[[], datetime] = utcnow, 
 def answer_case(services: Services, case_id: int, *, now: datetime) -> str:
     """Match and answer one claimed case; the error boundary for one question."""
     try:
-        with session_scope(services.engine) as session:
-            case = session.get(Case, case_id)
-            if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
-                return "skipped"
-            if cases.attempts_started(case) >= cases.POISON_AFTER:
-                # Workers died on this case again and again: set it aside so the others get answered.
-                cases.close_case(session, case, CaseStatus.quarantined, now=now, reason="poison",
-                                 error=f"a worker died while answering it {cases.POISON_AFTER} times")
-                log.warning("case %s: quarantined as poison", case_id)
-                return CaseStatus.quarantined.value
-            cases.start_attempt(case)
-            session.add(case)
-            raw = case.raw or b""
-        question = parse_message(raw)
+        attempt = cases.start_attempt(services.engine, case_id, holder=services.worker_id, now=now)
+        if attempt is None:
+            return "skipped"
+        if isinstance(attempt, CaseStatus):
+            log.warning("case %s: quarantined as poison", case_id)
+            return attempt.value
+        question = parse_message(attempt.raw)
         command = detect_command(question.subject, question.body)
         if command is not None:
-            return _answer_command(services, case_id, question, command, now=now)
+            return _answer_command(services, attempt, question, command, now=now)
         result = services.matcher.match(question.text)
         crash_point("during_match")
-        return _answer(services, case_id, question, result, now=now)
+        return _answer(services, attempt, question, result, now=now)
+    except cases.ClaimLost:
+        return "skipped"
     except ServiceError:
         raise
     except SenderError as exc:
@@ -230,14 +225,13 @@ def _target(question: Question) -> ReplyTarget:
     )
 
 
-def _answer(services: Services, case_id: int, question: Question, result: MatchResult, *, now: datetime) -> str:
-    """Charge, reply (or hold for review) and close the case, in one transaction."""
+def _answer(services: Services, attempt: cases.Attempt, question: Question, result: MatchResult, *,
+            now: datetime) -> str:
+    """Charge, reply (or hold for review) and close the case, in one transaction that commits
+    only while the claim is still ours (cases.finish_attempt raises ClaimLost otherwise)."""
     shown = reply_codes(result)
     hold_reason = services.review.hold_reason(result, shown)
     with session_scope(services.engine) as session:
-        case = session.get(Case, case_id)
-        if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
-            return "skipped"
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
         elif (capped := reply_cap_reason(session, question.sender, caps=services.caps, now=now)) is not None:
@@ -249,7 +243,7 @@ def _answer(services: Services, case_id: int, question: Question, result: MatchR
         if kind:
             enqueue_reply(
                 session,
-                case,
+                attempt.id,
                 _target(question),
                 kind=kind,
                 policy=services.policy,
@@ -259,10 +253,11 @@ def _answer(services: Services, case_id: int, question: Question, result: MatchR
                 findings=[f.text for f in result.findings],
                 hold=status == CaseStatus.needs_review,
             )
-        cases.close_case(
+        cases.finish_attempt(
             session,
-            case,
+            attempt,
             status,
+            holder=services.worker_id,
             now=now,
             reason=reason,
             confidence=result.confidence,
@@ -274,22 +269,20 @@ def _answer(services: Services, case_id: int, question: Question, result: MatchR
             ],
         )
     crash_point("after_outbox_commit")
-    log.info("case %s: %s", case_id, status.value)
+    log.info("case %s: %s", attempt.id, status.value)
     return status.value
 
 
 def _answer_command(
-    services: Services, case_id: int, question: Question, command: Command, *, now: datetime
+    services: Services, attempt: cases.Attempt, question: Question, command: Command, *, now: datetime
 ) -> str:
     """register / confirmation code / balance / help: answered, never charged."""
     extra: dict[str, object] = {}
+    holder = services.worker_id
     with session_scope(services.engine) as session:
-        case = session.get(Case, case_id)
-        if case is None or not cases.still_mine(case, holder=services.worker_id, now=now):
-            return "skipped"
         capped = reply_cap_reason(session, question.sender, caps=services.caps, now=now)
         if capped is not None:
-            cases.close_case(session, case, CaseStatus.ignored, now=now, reason=capped)
+            cases.finish_attempt(session, attempt, CaseStatus.ignored, holder=holder, now=now, reason=capped)
             return CaseStatus.ignored.value
         kind = command.kind
         if command.kind == "register":
@@ -298,10 +291,11 @@ def _answer_command(
         elif command.kind == "confirm":
             kind = "registered" if confirm_registration(session, question.sender, command.code, now=now) else "register_failed"
         enqueue_reply(
-            session, case, _target(question), kind=kind, policy=services.policy, address=services.address,
+            session, attempt.id, _target(question), kind=kind, policy=services.policy, address=services.address,
             now=now, extra=extra,
         )
-        cases.close_case(session, case, CaseStatus.answered, now=now, reason=f"command_{command.kind}")
+        cases.finish_attempt(session, attempt, CaseStatus.answered, holder=holder, now=now,
+                             reason=f"command_{command.kind}")
     crash_point("after_outbox_commit")
     return CaseStatus.answered.value
 
@@ -326,7 +320,7 @@ def _spend_or_refuse(services: Services, session: Session, sender: str, *, now: 
     """Spend an answer, or refuse with at most one over-quota notice per window. The sender's
     account row is locked first, so concurrent workers decide one sender's answers in turn."""
     lock_account(session, sender, now=now)
-    if charge_answer(session, sender, policy=services.policy, now=now):
+    if charge_answer(session, sender, policy=services.policy, now=now, account_exists=True):
         return "reply", CaseStatus.answered, ""
     if recent_over_quota_notice(session, sender, window=services.caps.over_quota_window, now=now):
         return "", CaseStatus.over_quota, "over_quota_notice_suppressed"

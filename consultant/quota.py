@@ -83,9 +83,13 @@ def lock_account(session: Session, email: str, *, now: datetime) -> None:
     session.exec(select(Account.id).where(Account.email == email).with_for_update()).first()
 
 
-def charge_answer(session: Session, email: str, *, policy: QuotaPolicy, now: datetime) -> bool:
-    """Spend one answer for `email`; False when none is left (nothing changes then)."""
-    ensure_account(session, email, now=now)
+def charge_answer(
+    session: Session, email: str, *, policy: QuotaPolicy, now: datetime, account_exists: bool = False
+) -> bool:
+    """Spend one answer for `email`; False when none is left (nothing changes then).
+    `account_exists`: the caller has just made sure of it (`lock_account`), skip the INSERT."""
+    if not account_exists:
+        ensure_account(session, email, now=now)
     registered_bonus = sql_case((Account.tier == Tier.guest, 0), else_=policy.free_answers)
     allowance = policy.guest_answers + registered_bonus + Account.extra_answers
     result = session.execute(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from consultant.codes.lookup import normalize_code
@@ -73,7 +74,7 @@ def code_views(session: Session, suggestions: Sequence[Suggestion]) -> list[Code
 
 def enqueue_reply(
     session: Session,
-    case: Case,
+    case_id: int | None,
     target: ReplyTarget,
     *,
     kind: str,
@@ -106,15 +107,18 @@ def enqueue_reply(
         in_reply_to=target.message_id,
         references=target.references,
     )
-    session.add(
-        Outbox(
-            case_id=case.id,
+    # A Core INSERT: the ORM's unit of work cost more than the row (docs/BENCHMARKS.md).
+    session.execute(
+        insert(Outbox.__table__).values(  # type: ignore[attr-defined]
+            case_id=case_id,
             message_id=reply.message_id,
             recipient=reply.to,
             raw=build_message(reply, sender=address, now=now),
             status=OutboxStatus.held if hold else OutboxStatus.pending,
             next_attempt_at=now,
             created_at=now,
+            attempts=0,
+            last_error="",
         )
     )
     return reply

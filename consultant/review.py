@@ -79,7 +79,7 @@ def approve_case(
     _cancel(session, older)
     if reported_codes(case) and not charge_answer(session, case.sender, policy=policy, now=now):
         _cancel(session, [reply])
-        enqueue_reply(session, case, reply_target(case, reply), kind="over_quota", policy=policy,
+        enqueue_reply(session, case.id, reply_target(case, reply), kind="over_quota", policy=policy,
                       address=address, now=now)
         cases.close_case(session, case, CaseStatus.over_quota, now=now, reason="over_quota")
         record_audit(session, actor=actor, action="approve", now=now, case_id=case_id,
@@ -115,7 +115,7 @@ def edit_codes(
     _cancel(session, held)
     enqueue_reply(
         session,
-        case,
+        case.id,
         target,
         kind="reply" if chosen else "no_match",
         policy=policy,
@@ -144,7 +144,7 @@ def reject_case(
     held = _held_rows(session, case_id)
     target = reply_target(case, held[-1] if held else None)
     _cancel(session, held)
-    enqueue_reply(session, case, target, kind="rejected", policy=policy, address=address, now=now,
+    enqueue_reply(session, case.id, target, kind="rejected", policy=policy, address=address, now=now,
                   extra={"note": note})
     cases.close_case(session, case, CaseStatus.rejected, now=now, reason="staff_rejected")
     record_audit(session, actor=actor, action="reject", now=now, case_id=case_id, detail=note or "(no note)")

@@ -56,40 +56,52 @@ QUALIFIER_WORDS = frozenset(
 )
 _QUALIFIER_LEADS = ("with", "without", "not", "due", "in", "stage", "type", "grade", "unspecified", "site", "nos")
 
-PRE_NEGATION = (
+Phrases = dict[str, tuple[tuple[str, ...], ...]]  # first word -> the phrases it starts
+
+
+def _phrases(*phrases: tuple[str, ...]) -> Phrases:
+    """Phrases grouped by their first word: only those that can start at a word are compared with it."""
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for p in phrases:
+        out.setdefault(p[0], []).append(p)
+    return {first: tuple(ps) for first, ps in out.items()}
+
+
+PRE_NEGATION = _phrases(
     ("no", "evidence", "of"), ("no", "signs", "of"), ("no", "sign", "of"), ("negative", "for"), ("neg", "for"),
     ("free", "of"), ("ruled", "out"), ("rules", "out"), ("absence", "of"), ("never", "had"), ("denies",),
     ("denied",), ("deny",), ("no",), ("not",), ("never",), ("without", "evidence", "of"), ("nor",),
     ("stopped",), ("finished",), ("completed",), ("discontinued",), ("no", "longer"),
 )
-POST_NEGATION = (
+POST_NEGATION = _phrases(
     ("ruled", "out"), ("was", "ruled", "out"), ("is", "negative"), ("was", "negative"), ("were", "negative"),
     ("negative",), ("absent",), ("not", "found"), ("not", "seen"), ("resolved",), ("normal",), ("unremarkable",),
     ("is", "clear"), ("was", "clear"), ("clear",), ("excluded",), ("not", "suspected"), ("not", "present"),
     ("not", "identified"), ("not", "detected"), ("unlikely",), ("not", "confirmed"),
 )
-UNCERTAIN = (
+UNCERTAIN = _phrases(
     ("rule", "out"), ("r", "o"), ("probable",), ("probably",), ("possible",), ("possibly",), ("suspected",),
     ("suspect",), ("suspicious", "for"), ("concern", "for"), ("concerning", "for"), ("likely",), ("questionable",),
     ("cannot", "exclude"), ("can't", "exclude"), ("query",), ("presumed",), ("versus",), ("differential",),
     ("working", "diagnosis"), ("consistent", "with"), ("compatible", "with"),
 )
-HISTORY = (
+HISTORY = _phrases(
     ("history", "of"), ("hx", "of"), ("h", "o"), ("past", "history"), ("previous",), ("previously",), ("prior",),
     ("years", "ago"), ("year", "ago"), ("months", "ago"), ("treated", "for"), ("in", "the", "past"),
     ("no", "recurrence"), ("remote",), ("childhood",), ("personal", "history"),
 )
-FAMILY = (
+FAMILY = _phrases(
     ("family", "history"), ("mother", "had"), ("father", "had"), ("mom", "had"), ("dad", "had"), ("sister", "had"),
     ("brother", "had"), ("mother", "has"), ("father", "has"), ("mother's",), ("father's",),
 )
 # Z-code wording whose "suspected", "not found" or "ruled out" is the code's
 # own ("Encounter for observation for suspected ... ruled out", "Carrier or
 # suspected carrier", "Contact with and (suspected) exposure to").
-_TITLE_WORDING = (
+_TITLE_WORDING = _phrases(
     ("encounter", "for"), ("observation", "for"), ("carrier",), ("contact", "with"), ("exposure", "to"),
     ("screening", "for"),
 )
+_NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.I)
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
 _DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.I)
@@ -105,7 +117,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
         sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]
         after_label, labelled = labelled, bool(sentence_words) and set(sentence_words) <= _ONLY_CONFIRMING | {"final", "and", "plan", "a", "p"}
         family = _has(sentence_words, FAMILY)
-        history_sentence = _has(sentence_words, HISTORY) and not _has(sentence_words, (("today",), ("now",), ("currently",), ("new",)))
+        history_sentence = _has(sentence_words, HISTORY) and not _has(sentence_words, _NOW)
         sentence_negated = False
         for part in _merge_qualifiers(sentence, lexicon):
             words, evidence = lexicon.rewrite(part)
@@ -244,13 +256,15 @@ def _is_qualifier(words: list[str], i: int) -> bool:
     return words[i] == "not" and nxt in ("intractable", "specified", "elsewhere", "stated", "applicable", "otherwise")
 
 
-def _starts(words: list[str], i: int, patterns: tuple[tuple[str, ...], ...]) -> int:
+def _starts(words: list[str], i: int, phrases: Phrases) -> int:
+    """The length of the longest of `phrases` starting at words[i]; 0 if none."""
     best = 0
-    for p in patterns:
-        if tuple(words[i : i + len(p)]) == p and len(p) > best:
+    for p in phrases.get(words[i], ()):
+        if len(p) > best and tuple(words[i : i + len(p)]) == p:
             best = len(p)
     return best
 
 
-def _has(words: list[str] | tuple[str, ...], patterns: tuple[tuple[str, ...], ...]) -> bool:
-    return any(_starts(list(words), i, patterns) for i in range(len(words)))
+def _has(words: list[str] | tuple[str, ...], phrases: Phrases) -> bool:
+    words = list(words)
+    return any(_starts(words, i, phrases) for i in range(len(words)))

@@ -166,6 +166,7 @@ _WITHOUT_STOPS = frozenset(
     {"type", "stage", "grade", "with", "and", "left", "right", "bilateral", "in", "due", "without", "not"}
 )
 _NOT_DIABETES_MELLITUS = frozenset({"insipidus", "prediabetes", "gestational", "mother", "newborn", "neonatal"})
+TITLE_READ, TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION = 1, 2, 4, 8  # CodeMatcher._flags
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.I)
 
 
@@ -189,6 +190,7 @@ class CodeMatcher:
         self._side_cache: dict[tuple[int, str], int | None] = {}
         self._cache: dict = {}
         self._titles: dict[int, list[tuple[str, int]]] = {}
+        self._row_flags = bytearray(len(index))  # see _flags
 
     # ------------------------------------------------------------ public
 
@@ -678,7 +680,7 @@ class CodeMatcher:
         """A text that names no side does not get a right or left code over an unsided one."""
         out = []
         for h in hits:
-            if SIDES.intersection(t for t, _ in self._title_tokens(h.row)):
+            if self._flags(h.row) & TITLE_SIDED:
                 h = Hit(row=h.row, score=round(h.score * UNSTATED_SIDE, 4), matched=h.matched, alias=h.alias,
                         explained=h.explained, dcov=h.dcov)
             out.append(h)
@@ -695,9 +697,10 @@ class CodeMatcher:
             if not need and key[0] in "ST" and self.index.system[h.row] == ICD:
                 need = "injury"  # an injury or poisoning code for a text that names none falls behind
             factor = OUT_OF_CONTEXT if need and need not in context else 1.0
-            if "congenital" not in context and "congenital" in self.index.official[h.row].lower():
+            flags = self._flags(h.row)
+            if "congenital" not in context and flags & TITLE_CONGENITAL:
                 factor *= NOT_STATED_CONGENITAL
-            if self._manifestation(h.row):
+            if flags & TITLE_MANIFESTATION:
                 factor *= MANIFESTATION  # "... in diseases classified elsewhere": code first the disease
             if factor != 1.0:
                 h = Hit(row=h.row, score=round(h.score * factor, 4), matched=h.matched, alias=h.alias,
@@ -706,8 +709,20 @@ class CodeMatcher:
         out.sort(key=lambda h: -h.score)
         return out
 
-    def _manifestation(self, row: int) -> bool:
-        return "in diseases classified elsewhere" in self.index.official[row].lower()
+    def _flags(self, row: int) -> int:
+        """TITLE_SIDED, TITLE_CONGENITAL and TITLE_MANIFESTATION of the row's title, read once per process."""
+        flags = self._row_flags[row]
+        if not flags:
+            title = self.index.official[row].lower()
+            flags = TITLE_READ
+            if SIDES.intersection(t for t, _ in self.index.titles[row]):
+                flags |= TITLE_SIDED
+            if "congenital" in title:
+                flags |= TITLE_CONGENITAL
+            if "in diseases classified elsewhere" in title:
+                flags |= TITLE_MANIFESTATION  # "... in diseases classified elsewhere": code first the disease
+            self._row_flags[row] = flags
+        return flags
 
     def _stated_side(self, hits: list[Hit], side: str) -> list[Hit]:
         """A text that states the side never gets the "unspecified side" code when a sided sibling exists."""

@@ -90,7 +90,8 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     doc_tokens, doc_roles, doc_start, doc_cost = docs.tokens, docs.roles, docs.start, docs.cost
     neg = query.neg
     without = index.vocab.get("without")
-    best: dict[int, tuple[float, int, frozenset[int], float, float, float]] = {}
+    doc_alias, doc_target = docs.alias, docs.target
+    best: dict[int, tuple[float, int, list[int], float, float, float]] = {}
     also: dict[int, set[int]] = {}
     for d in _candidates(postings, base_weights, doc_cost):
         lo, hi = doc_start[d], doc_start[d + 1]
@@ -122,27 +123,33 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
         cost = doc_cost[d]
         dcov = matched_cost / cost if cost > 0 else 1.0
         score = qcov * (0.3 + 0.7 * dcov) * penalty + credit
-        if docs.alias[d]:
+        if doc_alias[d]:
             score *= 0.97
-        target = docs.target[d]
+        target = doc_target[d]
         prev = best.get(target)
         if prev is None or score > prev[0]:
-            best[target] = (score, d, frozenset(hit_tokens), matched_q, credit, dcov)
+            best[target] = (score, d, hit_tokens, matched_q, credit, dcov)
         if penalty == 1.0 and hit_tokens:
-            also.setdefault(target, set()).update(hit_tokens)
+            seen = also.get(target)
+            if seen is None:
+                also[target] = set(hit_tokens)
+            else:
+                seen.update(hit_tokens)
     # A code's names are synonyms: query words explained by any of them
     # ("onychomycosis" by one inclusion term, "dermatophyte" by another)
     # count for the code, at the title coverage of its best name.
     for target, tokens in also.items():
         score, d, matched, explained, credit, dcov = best[target]
         if len(tokens) > len(matched) and score > credit:
-            union = sum(base_weights[t] for t in tokens | matched)
+            union_tokens = tokens | frozenset(matched)
+            union = sum(base_weights[t] for t in union_tokens)
             if union > explained:
                 gain = union / explained if explained else 1.0
-                best[target] = ((score - credit) * gain + credit, d, frozenset(tokens | matched), union, credit, dcov)
+                best[target] = ((score - credit) * gain + credit, d, union_tokens, union, credit, dcov)
     ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
     hits: list[Hit] = []
     for target, (score, d, matched, explained, _, dcov) in ranked:
+        matched = frozenset(matched)  # made only for the hits kept, not for every document scored
         if target >= 0:
             row = target
         else:
@@ -170,8 +177,6 @@ def _candidates(postings: list[array], weights: dict[int, float], cost: array) -
     for t, w in walked:
         for d in postings[t]:
             acc[d] = get(d, 0.0) + w
-    if not acc:
-        return []
     top = max(acc.values())
     floor = top * CANDIDATE_FLOOR
     out = [d for d, v in acc.items() if v >= floor]

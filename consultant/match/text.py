@@ -191,6 +191,8 @@ _KEEP_S = ("ss", "us", "is", "ys", "os", "as")
 
 def fold(text: str) -> str:
     """Lower-case, strip accents and unify dashes and apostrophes."""
+    if text.isascii():
+        return text.lower()  # nothing to normalise
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = text.replace("\u2019", "'").replace("\u2018", "'")
