@@ -102,11 +102,19 @@ class ClaimLost(Exception):
 
 @dataclass(frozen=True)
 class Attempt:
-    """A claimed case a worker has started to answer: what it needs, and the flags it wrote."""
+    """A claimed case a worker has started to answer: what intake kept of the message (so
+    it is not parsed again), the raw bytes (commands are parsed again), the flags it wrote."""
 
     id: int
     raw: bytes
     flags: tuple[str, ...]
+    kind: str = "question"
+    question: str = ""
+    sender: str = ""
+    sender_name: str = ""
+    subject: str = ""
+    message_id: str = ""
+    reference_ids: tuple[str, ...] = ()
 
 
 def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -> Attempt | CaseStatus | None:
@@ -115,7 +123,9 @@ def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -
     workers died on this case POISON_AFTER times (D03), so the others still get answered."""
     with engine.begin() as conn:
         row = conn.execute(
-            select(CASE.c.status, CASE.c.claimed_by, CASE.c.claimed_until, CASE.c.flags, CASE.c.raw)
+            select(CASE.c.status, CASE.c.claimed_by, CASE.c.claimed_until, CASE.c.flags, CASE.c.raw, CASE.c.kind,
+                   CASE.c.question, CASE.c.sender, CASE.c.sender_name, CASE.c.subject, CASE.c.message_id,
+                   CASE.c.reference_ids)
             .where(CASE.c.id == case_id)
             .with_for_update()
         ).first()
@@ -131,7 +141,11 @@ def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -
             return CaseStatus.quarantined
         flags.append(_ATTEMPT)
         conn.execute(update(CASE).where(CASE.c.id == case_id).values(flags=flags))
-    return Attempt(case_id, row.raw or b"", tuple(flags))
+    return Attempt(
+        case_id, row.raw or b"", tuple(flags), kind=row.kind, question=row.question, sender=row.sender,
+        sender_name=row.sender_name, subject=row.subject, message_id=row.message_id,
+        reference_ids=tuple(row.reference_ids or ()),
+    )
 
 
 def finish_attempt(

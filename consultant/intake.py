@@ -47,6 +47,8 @@ from consultant.senderauth import authentication_verdict
 
 log = logging.getLogger(__name__)
 CASE = Case.__table__  # type: ignore[attr-defined]
+MAX_REFERENCES = 11  # the reply's References keep the last 10 and the In-Reply-To
+DUPLICATE_KEEPS = ("message_id", "content_hash", "sender", "subject", "attachments")
 
 
 @dataclass
@@ -60,8 +62,8 @@ class _Outcome:
 
     def row(self, now: datetime) -> dict[str, Any]:
         values: dict[str, Any] = {
-            "message_id": "", "content_hash": "", "sender": "", "subject": "", "question": "", "raw": None,
-            "attachments": [], "kind": "question", **self.fields,
+            "message_id": "", "content_hash": "", "sender": "", "sender_name": "", "subject": "", "question": "",
+            "reference_ids": [], "raw": None, "attachments": [], "kind": "question", **self.fields,
         }
         return {
             **values,
@@ -120,6 +122,10 @@ def classify(message: FetchedMessage, *, own_address: str, authserv_id: str = ""
         "subject": question.subject,
         "attachments": list(question.attachments),
     }
+    reply_fields = {  # what answering needs besides the text, so it never parses the message again
+        "sender_name": question.sender_name[:200],
+        "reference_ids": [r[:998] for r in question.references[-MAX_REFERENCES:]],
+    }
     reason = machine_reason(question, own_address=own_address)
     if reason is not None:
         return _Outcome(ref, CaseStatus.ignored, reason, meta)
@@ -127,7 +133,8 @@ def classify(message: FetchedMessage, *, own_address: str, authserv_id: str = ""
         return _Outcome(ref, CaseStatus.quarantined, "unauthenticated", {**meta, "raw": message.raw})
     command = detect_command(question.subject, question.body)
     return _Outcome(ref, CaseStatus.received, "", {
-        **meta, "question": question.text, "raw": message.raw, "kind": command.kind if command else "question",
+        **meta, **reply_fields, "question": question.text, "raw": message.raw,
+        "kind": command.kind if command else "question",
     })
 
 
@@ -168,7 +175,7 @@ def _mark_duplicates(conn: Connection, outcomes: list[_Outcome]) -> None:
     for outcome in asked:
         if (outcome.fields["message_id"], outcome.fields["content_hash"]) in finished:
             outcome.status, outcome.reason = CaseStatus.ignored, "duplicate"
-            outcome.fields = {k: v for k, v in outcome.fields.items() if k not in ("question", "raw", "kind")}
+            outcome.fields = {k: v for k, v in outcome.fields.items() if k in DUPLICATE_KEEPS}
 
 
 def _insert(conn: Connection, outcomes: list[_Outcome], *, now: datetime) -> set[MailRef]:

@@ -130,8 +130,10 @@ class Case(SQLModel, table=True):
     message_id: str = Field(default="", max_length=998)
     content_hash: str = Field(default="", max_length=64)
     sender: str = Field(default="", max_length=320)
+    sender_name: str = Field(default="", max_length=200)  # the From display name, for the greeting
     subject: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     question: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    reference_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # thread
     raw: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     attachments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: CaseStatus = CaseStatus.received

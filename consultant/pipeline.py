@@ -196,13 +196,17 @@ def answer_case(services: Services, case_id: int, *, now: datetime) -> str:
         if isinstance(attempt, CaseStatus):
             log.warning("case %s: quarantined as poison", case_id)
             return attempt.value
-        question = parse_message(attempt.raw)
-        command = detect_command(question.subject, question.body)
-        if command is not None:
-            return _answer_command(services, attempt, question, command, now=now)
-        result = services.matcher.match(question.text)
+        if attempt.kind != "question" or not attempt.question:
+            question = parse_message(attempt.raw)
+            command = detect_command(question.subject, question.body)
+            if command is not None:
+                return _answer_command(services, attempt, _target(question), command, now=now)
+            target, text = _target(question), question.text
+        else:  # what intake kept: the message is not parsed a second time
+            target, text = _target_of(attempt), attempt.question
+        result = services.matcher.match(text)
         crash_point("during_match")
-        return _answer(services, attempt, question, result, now=now)
+        return _answer(services, attempt, target, result, now=now)
     except cases.ClaimLost:
         return "skipped"
     except ServiceError:
@@ -221,11 +225,21 @@ def _target(question: Question) -> ReplyTarget:
         subject=question.subject,
         message_id=question.message_id,
         references=question.references,
-        name=_first_name(question),
+        name=first_name(question.sender_name),
     )
 
 
-def _answer(services: Services, attempt: cases.Attempt, question: Question, result: MatchResult, *,
+def _target_of(attempt: cases.Attempt) -> ReplyTarget:
+    return ReplyTarget(
+        to=attempt.sender,
+        subject=attempt.subject,
+        message_id=attempt.message_id,
+        references=attempt.reference_ids,
+        name=first_name(attempt.sender_name),
+    )
+
+
+def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, result: MatchResult, *,
             now: datetime) -> str:
     """Charge, reply (or hold for review) and close the case, in one transaction that commits
     only while the claim is still ours (cases.finish_attempt raises ClaimLost otherwise)."""
@@ -234,17 +248,17 @@ def _answer(services: Services, attempt: cases.Attempt, question: Question, resu
     with session_scope(services.engine) as session:
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
-        elif (capped := reply_cap_reason(session, question.sender, caps=services.caps, now=now)) is not None:
+        elif (capped := reply_cap_reason(session, target.to, caps=services.caps, now=now)) is not None:
             kind, status, reason = "", CaseStatus.ignored, capped
         elif not shown:
             kind, status, reason = "no_match", CaseStatus.answered, "no_codes"
         else:
-            kind, status, reason = _spend_or_refuse(services, session, question.sender, now=now)
+            kind, status, reason = _spend_or_refuse(services, session, target.to, now=now)
         if kind:
             enqueue_reply(
                 session,
                 attempt.id,
-                _target(question),
+                target,
                 kind=kind,
                 policy=services.policy,
                 address=services.address,
@@ -274,24 +288,25 @@ def _answer(services: Services, attempt: cases.Attempt, question: Question, resu
 
 
 def _answer_command(
-    services: Services, attempt: cases.Attempt, question: Question, command: Command, *, now: datetime
+    services: Services, attempt: cases.Attempt, target: ReplyTarget, command: Command, *, now: datetime
 ) -> str:
     """register / confirmation code / balance / help: answered, never charged."""
     extra: dict[str, object] = {}
     holder = services.worker_id
     with session_scope(services.engine) as session:
-        capped = reply_cap_reason(session, question.sender, caps=services.caps, now=now)
+        capped = reply_cap_reason(session, target.to, caps=services.caps, now=now)
         if capped is not None:
             cases.finish_attempt(session, attempt, CaseStatus.ignored, holder=holder, now=now, reason=capped)
             return CaseStatus.ignored.value
         kind = command.kind
         if command.kind == "register":
-            code = start_registration(session, question.sender, now=now)
+            code = start_registration(session, target.to, now=now)
             kind, extra = ("register", {"code": code}) if code else ("balance", {})
         elif command.kind == "confirm":
-            kind = "registered" if confirm_registration(session, question.sender, command.code, now=now) else "register_failed"
+            confirmed = confirm_registration(session, target.to, command.code, now=now)
+            kind = "registered" if confirmed else "register_failed"
         enqueue_reply(
-            session, attempt.id, _target(question), kind=kind, policy=services.policy, address=services.address,
+            session, attempt.id, target, kind=kind, policy=services.policy, address=services.address,
             now=now, extra=extra,
         )
         cases.finish_attempt(session, attempt, CaseStatus.answered, holder=holder, now=now,
@@ -358,8 +373,9 @@ def recent_over_quota_notice(session: Session, sender: str, *, window: timedelta
     )
 
 
-def _first_name(question: Question) -> str:
-    name = question.sender_name.strip().strip('"')
+def first_name(display_name: str) -> str:
+    """The greeting's name: the first word of "Pat Coder" or of "Coder, Pat"; nothing doubtful."""
+    name = display_name.strip().strip('"')
     if not name or "@" in name:
         return ""
     words = (name.split(",")[-1] if "," in name else name).split()

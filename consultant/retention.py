@@ -2,9 +2,9 @@
 
 Questions may carry patient information, so after `days` (default 30) a
 case keeps only its metadata (status, reason, sender, times, message ids)
-and the codes it was answered with; the question text, subject, attachment
-names, findings text, raw message and the stored copy of the reply are
-removed. Purged cases are stamped `purged_at` and never purged twice.
+and the codes it was answered with; the question text, subject, the
+sender's display name, attachment names, findings text, raw message and the
+stored copy of the reply are removed. Purged cases are stamped `purged_at` and never purged twice.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def purge_expired(engine: Engine, *, now: datetime, days: int) -> int:
             session.execute(
                 update(Case)
                 .where(Case.id.in_(chunk))  # type: ignore[union-attr]
-                .values(question="", subject="", raw=None, attachments=[], findings=[], purged_at=now)
+                .values(question="", subject="", sender_name="", reference_ids=[], raw=None, attachments=[],
+                        findings=[], purged_at=now)
                 .execution_options(synchronize_session=False)
             )
             session.execute(
