@@ -16,8 +16,9 @@ pickled copy next to the database, keyed by a fingerprint of the table.
 
 Memory: a worker holds the index for its whole life, so the per-document and
 per-title data are flat arrays (`Docs`, `Titles`, postings as `array('i')`)
-rather than millions of small Python objects, and the strings that repeat
-(system, status, release, parent) are shared. Unpickling arrays is also much
+rather than millions of small Python objects, the strings that repeat
+(system, status, release, parent) are shared, and the long ones (official
+and plain titles) are kept as UTF-8 (`Texts`). Unpickling arrays is also much
 faster than unpickling tuples.
 """
 
@@ -35,7 +36,7 @@ import tempfile
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -45,7 +46,7 @@ from consultant.models import Code
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 9
+INDEX_VERSION = 10
 ICD = "ICD-10-CM"
 SEARCHED_SYSTEMS = frozenset({ICD, "ICD-10-PCS", "CPT", "HCPCS"})
 DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
@@ -58,6 +59,28 @@ WEAK_WORDS = frozenset({"syndrome", "disorder", "disease", "primary"})
 
 _SOURCES = (Path(__file__), Path(__file__).with_name("text.py"))
 _CODE_REF = re.compile(r"\b([A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)(?:\.?-)?")
+
+
+class Texts:
+    """Many strings kept as one UTF-8 buffer (text i is data[start[i]:start[i + 1]]),
+    without the ~50-byte header of a str object each; a text is decoded when read."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.start = array("I", [0])
+
+    def append(self, text: str) -> None:
+        self.data += text.encode()
+        self.start.append(len(self.data))
+
+    def __getitem__(self, i: int) -> str:
+        return self.data[self.start[i] : self.start[i + 1]].decode()
+
+    def __len__(self) -> int:
+        return len(self.start) - 1
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
 
 
 @dataclass
@@ -128,8 +151,8 @@ class CodeIndex:
     system: list[str] = field(default_factory=list)
     key: list[str] = field(default_factory=list)
     display: list[str] = field(default_factory=list)
-    official: list[str] = field(default_factory=list)
-    plain: list[str] = field(default_factory=list)
+    official: Texts = field(default_factory=Texts)
+    plain: Texts = field(default_factory=Texts)
     billable: list[bool] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
     change: list[str] = field(default_factory=list)
