@@ -60,11 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db = work / "db.sqlite3"
         shutil.copy(args.database, db)
-        for cache in args.database.parent.glob(args.database.stem + ".match-index.pickle"):
-            shutil.copy(cache, work / cache.name.replace(args.database.stem, "db"))
         engine = make_engine(f"sqlite:///{db}")
         migrate(engine)
-        matcher = build_matcher(engine)
+        # the index cache stays beside the original, so only the first run builds it
+        matcher = build_matcher(engine, cache_path=args.database.with_suffix(".match-index.pickle"))
         mail = corpus.generate_mail(args.messages, corpus.load_code_sample(engine), to=ADDRESS)
         if args.replay:
             results = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -117,30 +117,55 @@ class Attempt:
     reference_ids: tuple[str, ...] = ()
 
 
+def _param(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+# Built once: the answering path runs these for every question, and building a statement
+# costs more than running it (docs/BENCHMARKS.md).
+_READ_ATTEMPT = (
+    select(CASE.c.status, CASE.c.claimed_by, CASE.c.claimed_until, CASE.c.flags, CASE.c.raw, CASE.c.kind,
+           CASE.c.question, CASE.c.sender, CASE.c.sender_name, CASE.c.subject, CASE.c.message_id,
+           CASE.c.reference_ids)
+    .where(CASE.c.id == bindparam("p_id"))
+    .with_for_update()
+)
+_SET_FLAGS = update(CASE).where(CASE.c.id == bindparam("p_id")).values(flags=_param("p_flags", CASE.c.flags))
+_POISON = update(CASE).where(CASE.c.id == bindparam("p_id")).values(
+    status=CaseStatus.quarantined, reason="poison", updated_at=_param("p_now", CASE.c.updated_at),
+    flags=_param("p_flags", CASE.c.flags), error=f"a worker died while answering it {POISON_AFTER} times",
+)
+_FINISH = (
+    update(CASE)
+    .where(
+        CASE.c.id == bindparam("p_id"),
+        CASE.c.status == CaseStatus.received,
+        CASE.c.claimed_by == bindparam("p_holder"),
+        CASE.c.claimed_until >= _param("p_claim_valid_at", CASE.c.claimed_until),
+    )
+    .values(
+        status=_param("p_status", CASE.c.status), reason=bindparam("p_reason"),
+        updated_at=_param("p_now", CASE.c.updated_at), flags=_param("p_flags", CASE.c.flags),
+        confidence=bindparam("p_confidence"), codes=_param("p_codes", CASE.c.codes),
+        findings=_param("p_findings", CASE.c.findings),
+    )
+)
+
+
 def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -> Attempt | CaseStatus | None:
     """Mark that `holder` starts answering `case_id`, committed before the work (a worker that
     dies leaves the mark behind). None when the claim is no longer ours; `quarantined` when
     workers died on this case POISON_AFTER times (D03), so the others still get answered."""
     with engine.begin() as conn:
-        row = conn.execute(
-            select(CASE.c.status, CASE.c.claimed_by, CASE.c.claimed_until, CASE.c.flags, CASE.c.raw, CASE.c.kind,
-                   CASE.c.question, CASE.c.sender, CASE.c.sender_name, CASE.c.subject, CASE.c.message_id,
-                   CASE.c.reference_ids)
-            .where(CASE.c.id == case_id)
-            .with_for_update()
-        ).first()
+        row = conn.execute(_READ_ATTEMPT, {"p_id": case_id}).first()
         if row is None or not _claim_holds(row.status, row.claimed_by, row.claimed_until, holder=holder, now=now):
             return None
         flags = list(row.flags or [])
         if flags.count(_ATTEMPT) >= POISON_AFTER:
-            conn.execute(update(CASE).where(CASE.c.id == case_id).values(
-                status=CaseStatus.quarantined, reason="poison", updated_at=now,
-                flags=[f for f in flags if f != _ATTEMPT],
-                error=f"a worker died while answering it {POISON_AFTER} times",
-            ))
+            conn.execute(_POISON, {"p_id": case_id, "p_now": now, "p_flags": [f for f in flags if f != _ATTEMPT]})
             return CaseStatus.quarantined
         flags.append(_ATTEMPT)
-        conn.execute(update(CASE).where(CASE.c.id == case_id).values(flags=flags))
+        conn.execute(_SET_FLAGS, {"p_id": case_id, "p_flags": flags})
     return Attempt(
         case_id, row.raw or b"", tuple(flags), kind=row.kind, question=row.question, sender=row.sender,
         sender_name=row.sender_name, subject=row.subject, message_id=row.message_id,
@@ -149,24 +174,26 @@ def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -
 
 
 def finish_attempt(
-    session: Session, attempt: Attempt, status: CaseStatus, *, holder: str, now: datetime, reason: str = "",
-    **fields: Any,
+    session: Session,
+    attempt: Attempt,
+    status: CaseStatus,
+    *,
+    holder: str,
+    now: datetime,
+    reason: str = "",
+    confidence: float = 0.0,
+    codes: list[dict[str, Any]] | None = None,
+    findings: list[dict[str, Any]] | None = None,
 ) -> None:
     """Close the case in the caller's transaction, only while the claim is still `holder`'s
     (the condition is part of the UPDATE); raises ClaimLost otherwise, so the caller's
     transaction, with any charge and reply in it, rolls back."""
-    result = session.execute(
-        update(CASE)
-        .where(
-            CASE.c.id == attempt.id,
-            CASE.c.status == CaseStatus.received,
-            CASE.c.claimed_by == holder,
-            CASE.c.claimed_until >= now,
-        )
-        .values(status=status, reason=reason, updated_at=now, flags=[f for f in attempt.flags if f != _ATTEMPT],
-                **fields)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    result = session.connection().execute(_FINISH, {
+        "p_id": attempt.id, "p_holder": holder, "p_claim_valid_at": now, "p_status": status, "p_reason": reason,
+        "p_now": now, "p_flags": [f for f in attempt.flags if f != _ATTEMPT], "p_confidence": confidence,
+        "p_codes": codes or [], "p_findings": findings or [],
+    })
+    if result.rowcount != 1:
         raise ClaimLost(attempt.id)
 
 

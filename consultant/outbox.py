@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from consultant.db import session_scope
@@ -270,18 +270,32 @@ def release_outbox_claims(engine: Engine, ids: list[int], *, holder: str) -> Non
         )
 
 
+# Built once: the send path runs these for every reply (docs/BENCHMARKS.md).
+_READ_FOR_SEND = (
+    select(OUTBOX.c.status, OUTBOX.c.claimed_by, OUTBOX.c.sending_since, OUTBOX.c.case_id, OUTBOX.c.raw,
+           OUTBOX.c.recipient)
+    .where(OUTBOX.c.id == bindparam("p_id"))
+    .with_for_update()
+)
+_MARK_SENDING = update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
+    sending_since=bindparam("p_now", type_=OUTBOX.c.sending_since.type)
+)
+_MARK_SENT = update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
+    status=OutboxStatus.sent, sent_at=bindparam("p_now", type_=OUTBOX.c.sent_at.type),
+    attempts=OUTBOX.c.attempts + 1, sending_since=None,
+)
+_CASE_REPLIED = update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.replied_at.is_(None)).values(
+    replied_at=bindparam("p_now", type_=CASE.c.replied_at.type)
+)
+
+
 def _deliver_one(
     engine: Engine, transport: Transport, outbox_id: int, *, sender: str, now: datetime, max_attempts: int, holder: str
 ) -> str:
     # Two short Core transactions around the SMTP conversation (through the ORM they were
     # most of the send stage's CPU): mark the row as being sent, then as sent.
     with engine.begin() as conn:
-        row = conn.execute(
-            select(OUTBOX.c.status, OUTBOX.c.claimed_by, OUTBOX.c.sending_since, OUTBOX.c.case_id,
-                   OUTBOX.c.raw, OUTBOX.c.recipient)
-            .where(OUTBOX.c.id == outbox_id)
-            .with_for_update()
-        ).first()
+        row = conn.execute(_READ_FOR_SEND, {"p_id": outbox_id}).first()
         if row is None or row.status != OutboxStatus.pending or row.claimed_by != holder:
             return "skipped"
         if row.sending_since is not None and row.case_id is not None:
@@ -289,7 +303,7 @@ def _deliver_one(
             # recording the outcome: the server may have it. Resend the identical
             # message (same Message-ID) once, and say so on the case.
             _flag_case(conn, row.case_id, "resent_after_crash")
-        conn.execute(update(OUTBOX).where(OUTBOX.c.id == outbox_id).values(sending_since=now))
+        conn.execute(_MARK_SENDING, {"p_id": outbox_id, "p_now": now})
         raw, recipient = row.raw, row.recipient
     try:
         transport.send(raw, sender=sender, recipients=[recipient])
@@ -312,15 +326,9 @@ def _deliver_one(
         return outcome
     crash_point("after_smtp_accept")
     with engine.begin() as conn:
-        conn.execute(
-            update(OUTBOX)
-            .where(OUTBOX.c.id == outbox_id)
-            .values(status=OutboxStatus.sent, sent_at=now, attempts=OUTBOX.c.attempts + 1, sending_since=None)
-        )
+        conn.execute(_MARK_SENT, {"p_id": outbox_id, "p_now": now})
         if row.case_id is not None:
-            conn.execute(
-                update(CASE).where(CASE.c.id == row.case_id, CASE.c.replied_at.is_(None)).values(replied_at=now)
-            )
+            conn.execute(_CASE_REPLIED, {"p_id": row.case_id, "p_now": now})
     crash_point("after_mark_sent")
     log.info("outbox %s: sent", outbox_id)
     return "sent"

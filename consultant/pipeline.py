@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -50,12 +51,13 @@ from consultant.match.base import Matcher, MatchResult, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
 from consultant.outbox import Transport, deliver_pending
 from consultant.parse import Question, parse_message
-from consultant.quota import QuotaPolicy, charge_answer, lock_account
+from consultant.quota import QuotaPolicy, QuotaState, charge_answer, lock_account
 from consultant.replies import ReplyTarget, enqueue_reply
 
 log = logging.getLogger(__name__)
 
 CLAIM_TTL = timedelta(minutes=5)
+OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,7 @@ def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, res
     shown = reply_codes(result)
     hold_reason = services.review.hold_reason(result, shown)
     with session_scope(services.engine) as session:
+        quota = None
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
         elif (capped := reply_cap_reason(session, target.to, caps=services.caps, now=now)) is not None:
@@ -253,7 +256,7 @@ def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, res
         elif not shown:
             kind, status, reason = "no_match", CaseStatus.answered, "no_codes"
         else:
-            kind, status, reason = _spend_or_refuse(services, session, target.to, now=now)
+            kind, status, reason, quota = _spend_or_refuse(services, session, target.to, now=now)
         if kind:
             enqueue_reply(
                 session,
@@ -266,6 +269,7 @@ def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, res
                 codes=shown if kind == "reply" else (),
                 findings=[f.text for f in result.findings],
                 hold=status == CaseStatus.needs_review,
+                quota=quota,
             )
         cases.finish_attempt(
             session,
@@ -331,15 +335,18 @@ def code_record(s: Suggestion) -> dict[str, object]:
     }
 
 
-def _spend_or_refuse(services: Services, session: Session, sender: str, *, now: datetime) -> tuple[str, CaseStatus, str]:
+def _spend_or_refuse(
+    services: Services, session: Session, sender: str, *, now: datetime
+) -> tuple[str, CaseStatus, str, QuotaState]:
     """Spend an answer, or refuse with at most one over-quota notice per window. The sender's
-    account row is locked first, so concurrent workers decide one sender's answers in turn."""
-    lock_account(session, sender, now=now)
+    account row is locked first, so concurrent workers decide one sender's answers in turn.
+    Also returns the account's state after the decision, for the reply's quota line."""
+    state = lock_account(session, sender, now=now, policy=services.policy)
     if charge_answer(session, sender, policy=services.policy, now=now, account_exists=True):
-        return "reply", CaseStatus.answered, ""
+        return "reply", CaseStatus.answered, "", replace(state, answered=state.answered + 1)
     if recent_over_quota_notice(session, sender, window=services.caps.over_quota_window, now=now):
-        return "", CaseStatus.over_quota, "over_quota_notice_suppressed"
-    return "over_quota", CaseStatus.over_quota, "over_quota"
+        return "", CaseStatus.over_quota, "over_quota_notice_suppressed", state
+    return "over_quota", CaseStatus.over_quota, "over_quota", state
 
 
 def reply_codes(result: MatchResult) -> list[Suggestion]:
@@ -348,11 +355,14 @@ def reply_codes(result: MatchResult) -> list[Suggestion]:
     return [s for s in result.codes if s.report or s.status in ("deleted", "not_found", "header")]
 
 
+_SENT_TO = select(OUTBOX.c.created_at).where(
+    OUTBOX.c.recipient == bindparam("p_to"), OUTBOX.c.created_at > bindparam("p_since", type_=OUTBOX.c.created_at.type)
+)
+
+
 def reply_cap_reason(session: Session, sender: str, *, caps: ReplyCaps, now: datetime) -> str | None:
     """`reply_cap` when `sender` already had its automatic replies for the hour or the day."""
-    day = session.exec(
-        select(Outbox.created_at).where(Outbox.recipient == sender, Outbox.created_at > now - timedelta(days=1))
-    ).all()
+    day = session.connection().execute(_SENT_TO, {"p_to": sender, "p_since": now - timedelta(days=1)}).scalars().all()
     hour = [at for at in day if cases.aware(at) > now - timedelta(hours=1)]
     if len(hour) >= caps.per_hour or len(day) >= caps.per_day:
         log.warning("reply cap reached for a sender; no automatic reply (possible mail loop)")

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import bindparam, select, update
 from sqlalchemy import case as sql_case
-from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from consultant.models import Account, Tier
 
@@ -50,37 +51,66 @@ class QuotaState:
         return max(self.allowance - self.answered, 0)
 
 
+ACCOUNT = Account.__table__  # type: ignore[attr-defined]
+
+# Built once: the answering path runs these for every question, and building a statement
+# costs more than running it (docs/BENCHMARKS.md).
+_NEW_GUEST = {
+    "email": bindparam("p_email"), "tier": Tier.guest, "extra_answers": 0, "answered": 0, "active": True,
+    "created_at": bindparam("p_now", type_=ACCOUNT.c.created_at.type),
+}
+_ENSURE = {
+    "postgresql": pg_insert(ACCOUNT).values(_NEW_GUEST).on_conflict_do_nothing(index_elements=["email"]),
+    "sqlite": sqlite_insert(ACCOUNT).values(_NEW_GUEST).on_conflict_do_nothing(index_elements=["email"]),
+}
+_READ = select(ACCOUNT.c.tier, ACCOUNT.c.answered, ACCOUNT.c.extra_answers, ACCOUNT.c.active).where(
+    ACCOUNT.c.email == bindparam("p_email")
+)
+_LOCK = _READ.with_for_update()
+
+
+def _charge_statement(policy: QuotaPolicy) -> Any:
+    registered_bonus = sql_case((ACCOUNT.c.tier == Tier.guest, 0), else_=policy.free_answers)
+    allowance = policy.guest_answers + registered_bonus + ACCOUNT.c.extra_answers
+    return (
+        update(ACCOUNT)
+        .where(ACCOUNT.c.email == bindparam("p_email"), ACCOUNT.c.active.is_(True), ACCOUNT.c.answered < allowance)
+        .values(answered=ACCOUNT.c.answered + 1)
+    )
+
+
+_charge_statements: dict[QuotaPolicy, Any] = {}
+
+
 def ensure_account(session: Session, email: str, *, now: datetime) -> None:
     """Create a guest account for `email` if none exists (race-free)."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        insert(Account)
-        .values(email=email, tier=Tier.guest, extra_answers=0, answered=0, active=True, created_at=now)
-        .on_conflict_do_nothing(index_elements=["email"])
-    )
-    session.execute(stmt)
+    conn = session.connection()
+    conn.execute(_ENSURE["postgresql" if conn.dialect.name == "postgresql" else "sqlite"],
+                 {"p_email": email, "p_now": now})
 
 
 def quota_state(session: Session, email: str, *, policy: QuotaPolicy) -> QuotaState:
-    account = session.exec(select(Account).where(Account.email == email)).first()
+    session.flush()  # a registration or a grant earlier in this transaction went through the ORM
+    return _state(email, session.connection().execute(_READ, {"p_email": email}).first(), policy)
+
+
+def _state(email: str, account: Any, policy: QuotaPolicy) -> QuotaState:
     if account is None:
         return QuotaState(email, Tier.guest, 0, policy.allowance(tier=Tier.guest, extra_answers=0))
+    tier = Tier(account.tier)
     return QuotaState(
-        email,
-        account.tier,
-        account.answered,
-        policy.allowance(tier=account.tier, extra_answers=account.extra_answers),
+        email, tier, account.answered, policy.allowance(tier=tier, extra_answers=account.extra_answers),
         account.active,
     )
 
 
-def lock_account(session: Session, email: str, *, now: datetime) -> None:
+def lock_account(session: Session, email: str, *, now: datetime, policy: QuotaPolicy) -> QuotaState:
     """Hold `email`'s account row until the transaction ends (FOR UPDATE on PostgreSQL;
-    SQLite's IMMEDIATE transaction already serialises writers). Answers to one sender are
-    then decided one at a time, so "one over-quota notice per window" holds across workers."""
+    SQLite's IMMEDIATE transaction already serialises writers) and return its state. Answers
+    to one sender are then decided one at a time, so "one over-quota notice per window"
+    holds across workers."""
     ensure_account(session, email, now=now)
-    session.exec(select(Account.id).where(Account.email == email).with_for_update()).first()
+    return _state(email, session.connection().execute(_LOCK, {"p_email": email}).first(), policy)
 
 
 def charge_answer(
@@ -90,12 +120,8 @@ def charge_answer(
     `account_exists`: the caller has just made sure of it (`lock_account`), skip the INSERT."""
     if not account_exists:
         ensure_account(session, email, now=now)
-    registered_bonus = sql_case((Account.tier == Tier.guest, 0), else_=policy.free_answers)
-    allowance = policy.guest_answers + registered_bonus + Account.extra_answers
-    result = session.execute(
-        update(Account)
-        .where(Account.email == email, Account.active.is_(True), Account.answered < allowance)
-        .values(answered=Account.answered + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    statement = _charge_statements.get(policy)
+    if statement is None:
+        statement = _charge_statements[policy] = _charge_statement(policy)
+    result = session.connection().execute(statement, {"p_email": email})
+    return result.rowcount == 1

@@ -7,28 +7,30 @@ an empty string in a customer's email.
 
 `build_message` makes a multipart/alternative message with the threading
 headers (In-Reply-To, References), `Re:` subject, `Auto-Submitted:
-auto-replied` (RFC 3834) and a Message-ID on the service's own domain. It uses
-the email package's compat32 classes (`MIMEText`, `Header`, `BytesGenerator`):
-the modern `EmailMessage` API re-parses and refolds every header through the
-header registry and cost ~2.5 ms per reply, a tenth of the whole pipeline
-(docs/BENCHMARKS.md). Every header value is one line of text before it gets
-there (`clean_header`, the parsed addr-spec, Message-IDs matched by a pattern
-without whitespace), `_header` refuses CR and LF outright, and non-ASCII
-values become RFC 2047 words, so nothing a sender wrote can add a header.
+auto-replied` (RFC 3834) and a Message-ID on the service's own domain.
+
+The message is laid out here, with the standard library doing the encoding
+(`email.header.Header` for folding and RFC 2047 words, `binascii.b2a_qp` for
+quoted-printable bodies): the layout is fixed (one multipart/alternative with
+a text and an HTML part), and the email package's generators cost 2.5 ms
+(`EmailMessage`) or 0.8 ms (compat32) per reply where this costs ~0.15 ms,
+measured in bench/inproc.py (docs/BENCHMARKS.md). Every header value is one
+line of text before it gets here (`clean_header`, the parsed addr-spec,
+Message-IDs matched by a pattern without whitespace) and `_header_line`
+refuses CR and LF outright, so nothing a sender wrote can add a header;
+tests/test_output_safety.py re-parses 12,000 hostile values with both of the
+email package's parsers.
 """
 
 from __future__ import annotations
 
+import binascii
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.charset import QP, Charset
-from email.generator import BytesGenerator
 from email.header import Header
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid
-from io import BytesIO
 from functools import lru_cache
 from typing import Any
 
@@ -150,47 +152,64 @@ def _message_ids(value: str) -> list[str]:
 
 
 def build_message(reply: Reply, *, sender: str, now: datetime) -> bytes:
-    msg = MIMEMultipart("alternative")
-    msg["From"] = _header(f"CaseConsultant <{sender}>")
-    msg["To"] = _header(reply.to)
-    msg["Subject"] = _header(reply.subject)
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = _header(reply.message_id)
+    headers = [
+        ("From", f"CaseConsultant <{sender}>"),
+        ("To", reply.to),
+        ("Subject", reply.subject),
+        ("Date", format_datetime(now)),
+        ("Message-ID", reply.message_id),
+    ]
     in_reply_to = _message_ids(reply.in_reply_to)
     if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to[0]
         refs = [r for ref in reply.references for r in _message_ids(ref)]
         chain = [r for r in refs if r != in_reply_to[0]][-10:] + [in_reply_to[0]]
-        msg["References"] = " ".join(chain)
-    msg["Auto-Submitted"] = "auto-replied"
-    msg[LOOP_HEADER] = sender.rpartition("@")[2] or "localhost"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg.attach(_text_part(reply.text, "plain"))
-    msg.attach(_text_part(reply.html, "html"))
-    out = BytesIO()
-    BytesGenerator(out, mangle_from_=False, maxheaderlen=78).flatten(msg, linesep="\r\n")
-    return out.getvalue()
+        headers += [("In-Reply-To", in_reply_to[0]), ("References", " ".join(chain))]
+    parts = [_text_part(reply.text, "plain"), _text_part(reply.html, "html")]
+    boundary = _boundary(parts)
+    headers += [
+        ("Auto-Submitted", "auto-replied"),
+        (LOOP_HEADER, sender.rpartition("@")[2] or "localhost"),
+        ("X-Auto-Response-Suppress", "All"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    out = [*(_header_line(name, value) for name, value in headers), b""]
+    for part in parts:
+        out += [b"--" + boundary.encode(), part]
+    out += [b"--" + boundary.encode() + b"--", b""]
+    return b"\r\n".join(out)
 
 
-def _utf8_qp() -> Charset:
-    charset = Charset("utf-8")
-    charset.body_encoding = QP  # readable in any mail client's source view, 7-bit safe
-    return charset
-
-
-_UTF8_QP = _utf8_qp()
-
-
-def _header(value: str) -> str | Header:
-    """One header value: refused if it could end the line; RFC 2047-encoded if not ASCII."""
+def _header_line(name: str, value: str) -> bytes:
+    """`Name: value`, folded at 78 columns; refused if the value could end the line; RFC 2047
+    words when it is not ASCII."""
     if "\r" in value or "\n" in value:
-        raise ValueError("a header value may not contain CR or LF")
-    if value.isascii():
-        return value
-    return Header(value, "utf-8", maxlinelen=78)
+        raise ValueError(f"the {name} header may not contain CR or LF")
+    if value.isascii() and len(name) + len(value) + 2 <= 78:
+        return f"{name}: {value}".encode("ascii")
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    folded = Header(value, charset, maxlinelen=78, header_name=name).encode(linesep="\r\n")
+    return f"{name}: {folded}".encode("ascii")
 
 
-def _text_part(body: str, subtype: str) -> MIMEText:
-    if body.isascii() and all(len(line) <= 998 for line in body.splitlines()):
-        return MIMEText(body, subtype, "us-ascii")
-    return MIMEText(body, subtype, _UTF8_QP)
+_NOT_7BIT = re.compile(r"[^\t\n\x20-\x7e]")
+
+
+def _text_part(body: str, subtype: str) -> bytes:
+    """One text/* body part with its headers: 7bit when it is plain short-lined ASCII,
+    quoted-printable UTF-8 otherwise (readable in a source view, safe on any relay)."""
+    if not _NOT_7BIT.search(body) and all(len(line) <= 998 for line in body.split("\n")):
+        head = f'Content-Type: text/{subtype}; charset="us-ascii"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+        return head.encode("ascii") + body.replace("\n", "\r\n").encode("ascii")
+    lines = body.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(lines.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    return head.encode("ascii") + encoded.replace(b"\n", b"\r\n")
+
+
+def _boundary(parts: list[bytes]) -> str:
+    """A random boundary no part contains ("=_" never occurs in quoted-printable text)."""
+    while True:
+        boundary = f"=_cc_{secrets.token_hex(12)}"
+        if not any(boundary.encode() in part for part in parts):
+            return boundary

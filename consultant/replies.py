@@ -14,16 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, insert, select
+from sqlmodel import Session
 
 from consultant.codes.lookup import normalize_code
 from consultant.match.base import Suggestion
 from consultant.models import Case, Code, Outbox, OutboxStatus
-from consultant.quota import QuotaPolicy, quota_state
+from consultant.quota import QuotaPolicy, QuotaState, quota_state
 from consultant.render import CodeView, Reply, build_message, render_reply
 
 MAX_CODES_IN_REPLY = 8
+CODE = Code.__table__  # type: ignore[attr-defined]
+# Built once (Core, not the ORM): building a statement costs more than running it here.
+_DESCRIBE = select(CODE.c.system, CODE.c.display, CODE.c.official, CODE.c.plain, CODE.c.release,
+                   CODE.c.deleted_on).where(CODE.c.code.in_(bindparam("p_keys", expanding=True)))
+_NEW_REPLY = insert(Outbox.__table__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,8 @@ def code_views(session: Session, suggestions: Sequence[Suggestion]) -> list[Code
     wanted = {s.code for s in suggestions} | {r for s in suggestions for r in s.replaced_by}
     # Looked up by the indexed canonical key: `display` has no index, and scanning
     # the whole code table cost 0.1-0.3 s per reply (bench/, docs/BENCHMARKS.md).
-    keys = {normalize_code(c) for c in wanted}
-    rows = session.exec(select(Code).where(Code.code.in_(keys))).all() if keys else []  # type: ignore[attr-defined]
+    keys = sorted({normalize_code(c) for c in wanted})
+    rows = session.connection().execute(_DESCRIBE, {"p_keys": keys}).all() if keys else []
     known = {(row.system, row.display): row for row in rows}
 
     def view(code: str, system: str, status: str, s: Suggestion | None = None) -> CodeView:
@@ -85,8 +90,10 @@ def enqueue_reply(
     findings: Sequence[str] = (),
     hold: bool = False,
     extra: dict[str, Any] | None = None,
+    quota: QuotaState | None = None,
 ) -> Reply:
-    state = quota_state(session, target.to, policy=policy)
+    """`quota`: the sender's state when the caller has just read it (the answering path)."""
+    state = quota or quota_state(session, target.to, policy=policy)
     context: dict[str, Any] = {
         "name": target.name,
         "codes": code_views(session, list(codes)[:MAX_CODES_IN_REPLY]),
@@ -107,18 +114,15 @@ def enqueue_reply(
         in_reply_to=target.message_id,
         references=target.references,
     )
-    # A Core INSERT: the ORM's unit of work cost more than the row (docs/BENCHMARKS.md).
-    session.execute(
-        insert(Outbox.__table__).values(  # type: ignore[attr-defined]
-            case_id=case_id,
-            message_id=reply.message_id,
-            recipient=reply.to,
-            raw=build_message(reply, sender=address, now=now),
-            status=OutboxStatus.held if hold else OutboxStatus.pending,
-            next_attempt_at=now,
-            created_at=now,
-            attempts=0,
-            last_error="",
-        )
-    )
+    session.connection().execute(_NEW_REPLY, {
+        "case_id": case_id,
+        "message_id": reply.message_id,
+        "recipient": reply.to,
+        "raw": build_message(reply, sender=address, now=now),
+        "status": OutboxStatus.held if hold else OutboxStatus.pending,
+        "next_attempt_at": now,
+        "created_at": now,
+        "attempts": 0,
+        "last_error": "",
+    })
     return reply
