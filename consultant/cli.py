@@ -159,7 +159,7 @@ def run_service(settings: Settings, engine, *, forever: bool, demo: bool) -> int
     from consultant.embedded import start_embedded
     from consultant.pipeline import run_once
     from consultant.scheduling import run_forever
-    from consultant.services import build_services, check_mail
+    from consultant.services import build_services, check_mail, imap_config
 
     embedded = None
     if settings.embedded:
@@ -192,7 +192,8 @@ def run_service(settings: Settings, engine, *, forever: bool, demo: bool) -> int
                 ask(settings, text=text, sender=sender, subject=subject)
             print(f"Sent {len(DEMO_QUESTIONS)} sample questions; replies follow. Ctrl-C to stop.", file=sys.stderr)
 
-        print(f"Polling every {settings.poll_seconds} s; Ctrl-C or SIGTERM to stop.", file=sys.stderr)
+        woken = " (and at once on new mail: IMAP IDLE)" if settings.imap_idle else ""
+        print(f"Polling every {settings.poll_seconds} s{woken}; Ctrl-C or SIGTERM to stop.", file=sys.stderr)
         run_forever(
             services,
             poll_seconds=settings.poll_seconds,
@@ -201,6 +202,7 @@ def run_service(settings: Settings, engine, *, forever: bool, demo: bool) -> int
             digest_at=settings.digest_time,
             admin_url=settings.admin_base_url,
             retention_days=settings.retention_days,
+            idle=imap_config(settings, embedded) if settings.imap_idle else None,
         )
         return 0
     finally:

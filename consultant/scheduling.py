@@ -3,7 +3,10 @@
 A BlockingScheduler runs the poll job every `poll_seconds` with
 `max_instances=1` (never two polls at once in a process) and `coalesce=True`
 (missed runs collapse into one). A run that finds a backlog keeps polling
-at once until the backlog is gone (`drain`). SIGTERM and Ctrl-C stop it
+at once until the backlog is gone (`drain`). With IMAP IDLE (`idle.py`,
+CONSULTANT_IMAP_IDLE) new mail wakes the poll job at once (`Waker`): a
+question is answered within a second instead of half a poll interval on
+average, and the interval becomes the fallback. SIGTERM and Ctrl-C stop it
 cleanly: the current poll finishes, then the process exits.
 
 With staff addresses set, a cron job queues the daily digest at
@@ -26,6 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from consultant.db import session_scope
 from consultant.errors import ServiceError
+from consultant.idle import IdleWatcher
+from consultant.inbox import ImapConfig
 from consultant.models import PollState
 from consultant.pipeline import RunSummary, Services, run_once, utcnow
 
@@ -74,18 +79,70 @@ def poll(
     return summary
 
 
-def drain(services: Services, *, stop: threading.Event | None = None, max_passes: int = MAX_PASSES) -> RunSummary | None:
+def drain(
+    services: Services, *, stop: threading.Event | None = None, max_passes: int = MAX_PASSES,
+    waker: Waker | None = None,
+) -> RunSummary | None:
     """The scheduled job: poll, and poll again at once while the last pass brought a full
     batch or answered cases, so a backlog goes at the pipeline's pace, not at one batch
-    (CONSULTANT_IMAP_BATCH) per CONSULTANT_POLL_SECONDS. `stop` ends it between passes."""
+    (CONSULTANT_IMAP_BATCH) per CONSULTANT_POLL_SECONDS. `stop` ends it between passes;
+    mail announced by IDLE while it ran (`waker`) gets one more pass before it returns."""
     summary = None
-    for _ in range(max_passes):
-        summary = poll(services)
-        if summary is None or (stop is not None and stop.is_set()):
-            return summary
-        if summary.fetched < services.batch_size and not summary.statuses:
-            return summary
-    return summary
+    if waker is not None:
+        waker.enter()
+    try:
+        passes = 0
+        while passes < max_passes:
+            summary = poll(services)
+            passes += 1
+            if summary is None or (stop is not None and stop.is_set()):
+                return summary
+            if summary.fetched < services.batch_size and not summary.statuses:
+                if waker is None or not waker.again():
+                    return summary
+        return summary
+    finally:
+        if waker is not None:
+            waker.leave()
+
+
+class Waker:
+    """Moves the poll job to now when IDLE announces mail, without ever asking for a second
+    poll while one runs (max_instances=1 would drop it): mail that arrives during a poll is
+    remembered, and the running poll makes one more pass for it."""
+
+    DELAY = timedelta(milliseconds=50)  # lets a poll that just ended leave the scheduler first
+
+    def __init__(self, scheduler: BaseScheduler, job_id: str = "poll") -> None:
+        self.scheduler = scheduler
+        self.job_id = job_id
+        self._lock = threading.Lock()
+        self._busy = False
+        self._pending = False
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._busy:
+                self._pending = True
+                return
+        self.scheduler.modify_job(self.job_id, next_run_time=datetime.now(timezone.utc) + self.DELAY)
+
+    def enter(self) -> None:
+        with self._lock:
+            self._busy, self._pending = True, False
+
+    def again(self) -> bool:
+        """True (once) when mail was announced since the last pass began."""
+        with self._lock:
+            pending, self._pending = self._pending, False
+            return pending
+
+    def leave(self) -> None:
+        with self._lock:
+            self._busy = False
+            pending, self._pending = self._pending, False
+        if pending:  # announced between the last check and now
+            self.scheduler.modify_job(self.job_id, next_run_time=datetime.now(timezone.utc) + self.DELAY)
 
 
 def poll_backoff_until(services: Services, *, base: timedelta, cap: timedelta) -> datetime:
@@ -162,14 +219,17 @@ def run_forever(
     digest_at: str = "off",
     admin_url: str = "",
     retention_days: int = 30,
+    idle: ImapConfig | None = None,
 ) -> None:
+    """The worker: polls (woken by IMAP IDLE on `idle`'s folder when given), digest, purge."""
     scheduler = BlockingScheduler(timezone="UTC")
     stopping = threading.Event()
+    waker = Waker(scheduler) if idle is not None else None
     scheduler.add_job(
         drain,
         "interval",
         args=[services],
-        kwargs={"stop": stopping},
+        kwargs={"stop": stopping, "waker": waker},
         seconds=poll_seconds,
         next_run_time=datetime.now().astimezone() + timedelta(seconds=0.5),
         max_instances=1,
@@ -197,10 +257,17 @@ def run_forever(
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
+    watcher = None
+    if idle is not None and waker is not None:
+        watcher = IdleWatcher(idle, waker.wake)
+        watcher.start()
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 def record_poll(services: Services, *, error: str, now: datetime | None = None) -> None:

@@ -1,0 +1,98 @@
+"""IMAP IDLE (RFC 2177): wake the poll job the moment mail arrives.
+
+Polling every CONSULTANT_POLL_SECONDS makes a lone question wait half an
+interval on average. `IdleWatcher` is a daemon thread with its own IMAP
+connection, SELECTed read-only on the watched folder and waiting in IDLE.
+When the server announces new mail (`* n EXISTS` or `* n RECENT`) it calls
+`wake`, which moves the scheduler's poll job to now; the poll does all the
+work, exactly as a scheduled one (lease, fetch, answer, acknowledge), so IDLE
+adds no second path through the pipeline. Our own MOVE out of the folder
+produces EXPUNGE responses, which do not wake anything.
+
+Servers may drop an IDLE that lasts too long (RFC 2177: clients should
+re-issue it at least every 29 minutes), so the watcher ends and restarts it
+every `renew_seconds` (default 5 minutes). A lost connection, a refused
+login or a server without the IDLE capability is logged once in a line and
+retried with a growing delay (5 s to 5 minutes); the scheduled polls go on
+regardless, so IDLE can only make answers faster, never stop them.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+from imapclient import IMAPClient
+
+from consultant.inbox import ImapConfig
+
+log = logging.getLogger(__name__)
+
+RENEW_SECONDS = 300.0
+CHECK_SECONDS = 1.0  # how often the thread looks at its stop flag while idling
+RETRY_FIRST, RETRY_MAX = 5.0, 300.0
+_NEW_MAIL = (b"EXISTS", b"RECENT")
+
+
+class IdleWatcher(threading.Thread):
+    """Calls `wake()` when the folder gets new mail; `stop()` ends it within CHECK_SECONDS."""
+
+    def __init__(self, config: ImapConfig, wake: Callable[[], None], *, renew_seconds: float = RENEW_SECONDS) -> None:
+        super().__init__(name="imap-idle", daemon=True)
+        self.config = config
+        self.wake = wake
+        self.renew_seconds = renew_seconds
+        self._stop_event = threading.Event()
+        self.ready = threading.Event()  # set while an IDLE is running (tests and the bench wait on it)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        delay = RETRY_FIRST
+        while not self._stop_event.is_set():
+            try:
+                self._watch()
+                delay = RETRY_FIRST
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive any server trouble
+                self.ready.clear()
+                log.warning("IMAP IDLE unavailable (%s); polling only, retrying in %.0f s",
+                            type(exc).__name__, delay)
+                self._stop_event.wait(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    def _watch(self) -> None:
+        """One connection: IDLE, renewed every `renew_seconds`, until stopped or broken."""
+        cfg = self.config
+        client = IMAPClient(
+            cfg.host, port=cfg.port, ssl=cfg.use_ssl, timeout=cfg.timeout,
+            ssl_context=cfg.ssl_context or (ssl.create_default_context() if cfg.use_ssl else None),
+        )
+        try:
+            client.login(cfg.user, cfg.password)
+            if not client.has_capability("IDLE"):
+                raise RuntimeError("the server has no IDLE")
+            client.select_folder(cfg.folder, readonly=True)
+            while not self._stop_event.is_set():
+                self._idle_once(client)
+        finally:
+            self.ready.clear()
+            try:
+                client.logout()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                client.shutdown()
+
+    def _idle_once(self, client: IMAPClient) -> None:
+        client.idle()
+        self.ready.set()
+        started = time.monotonic()
+        try:
+            while not self._stop_event.is_set() and time.monotonic() - started < self.renew_seconds:
+                responses = client.idle_check(timeout=CHECK_SECONDS)
+                if any(len(r) > 1 and r[1] in _NEW_MAIL for r in responses):
+                    self.wake()
+        finally:
+            client.idle_done()

@@ -1,0 +1,161 @@
+"""IMAP IDLE (I12): new mail wakes the poll at once; polling stays the fallback.
+
+* the watcher, on pymap and on Dovecot: an APPEND from another client wakes it;
+* the waker: never asks for a second poll while one runs, and never loses a wake;
+* end to end: `consultant run` with a 300 s poll interval answers a question
+  in seconds with IDLE on, and not within that time with IDLE off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from consultant.idle import IdleWatcher
+from consultant.inbox import ImapConfig
+from consultant.scheduling import Waker
+
+REPO = Path(__file__).resolve().parent.parent
+ADDRESS = "consultant@localhost"
+
+
+def question(subject: str = "CPT 62310?") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Pat Coder <pat@clinic.example>"
+    msg["To"] = ADDRESS
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<idle-{time.monotonic_ns()}@clinic.example>"
+    msg.set_content("What is CPT code 62310?")
+    return msg.as_bytes()
+
+
+def append(config: ImapConfig, raw: bytes) -> None:
+    with IMAPClient(config.host, port=config.port, ssl=False, timeout=10) as client:
+        client.login(config.user, config.password)
+        client.append(config.folder, raw)
+
+
+@pytest.mark.parametrize("server", ["pymap_server", "dovecot_server"])
+def test_new_mail_wakes_the_watcher(server: str, request: pytest.FixtureRequest) -> None:
+    config: ImapConfig = request.getfixturevalue(server)
+    woken = threading.Event()
+    watcher = IdleWatcher(config, woken.set, renew_seconds=2.0)  # renewed twice during the test
+    watcher.start()
+    try:
+        assert watcher.ready.wait(10), "the watcher never entered IDLE"
+        time.sleep(4.5)  # past two renewals: a renewed IDLE still hears new mail
+        assert watcher.ready.wait(5)
+        assert not woken.is_set()
+        append(config, question())
+        assert woken.wait(5), "an APPEND did not wake the watcher"
+    finally:
+        watcher.stop()
+        watcher.join(timeout=5)
+    assert not watcher.is_alive()
+
+
+def test_a_watcher_that_cannot_log_in_keeps_trying_quietly(pymap_server: ImapConfig,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from dataclasses import replace
+
+    watcher = IdleWatcher(replace(pymap_server, password="wrong"), lambda: None)
+    watcher.start()
+    try:
+        time.sleep(1.0)
+        assert watcher.is_alive() and not watcher.ready.is_set()
+    finally:
+        watcher.stop()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()
+    lines = [r.getMessage() for r in caplog.records if r.name == "consultant.idle"]
+    assert lines and all("polling only" in line and "wrong" not in line for line in lines)
+
+
+class FakeScheduler:
+    def __init__(self) -> None:
+        self.moved: list[str] = []
+
+    def modify_job(self, job_id: str, **_changes: object) -> None:
+        self.moved.append(job_id)
+
+
+def test_the_waker_moves_the_poll_only_when_none_runs() -> None:
+    scheduler = FakeScheduler()
+    waker = Waker(scheduler)  # type: ignore[arg-type]
+    waker.wake()
+    assert scheduler.moved == ["poll"]  # idle worker: poll now
+
+    waker.enter()  # a poll runs
+    waker.wake()
+    waker.wake()
+    assert scheduler.moved == ["poll"]  # never a second poll beside the running one
+    assert waker.again() is True  # ... the running one makes one more pass instead
+    assert waker.again() is False
+    waker.leave()
+    assert scheduler.moved == ["poll"]
+
+    waker.enter()
+    waker.wake()  # mail after the poll's last look, before it ended
+    waker.leave()
+    assert scheduler.moved == ["poll", "poll"]  # not lost: the next poll is moved to now
+
+
+def _worker_env(imap: ImapConfig, smtp_port: int, database_url: str, index_dir: Path, *, idle: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSULTANT_")}
+    env.update({
+        "CONSULTANT_ADDRESS": ADDRESS,
+        "CONSULTANT_IMAP_HOST": imap.host,
+        "CONSULTANT_IMAP_PORT": str(imap.port),
+        "CONSULTANT_IMAP_USER": imap.user,
+        "CONSULTANT_IMAP_PASSWORD": imap.password,
+        "CONSULTANT_IMAP_SSL": "false",
+        "CONSULTANT_SMTP_HOST": "127.0.0.1",
+        "CONSULTANT_SMTP_PORT": str(smtp_port),
+        "CONSULTANT_SMTP_SECURITY": "none",
+        "CONSULTANT_DATABASE_URL": database_url,
+        "CONSULTANT_POLL_SECONDS": "300",
+        "CONSULTANT_IMAP_IDLE": "true" if idle else "false",
+        "CONSULTANT_REVIEW_BELOW": "0",
+        "CONSULTANT_REVIEW_NO_CODES": "false",
+        "CONSULTANT_DIGEST_TIME": "off",
+        "CONSULTANT_LOG_LEVEL": "WARNING",
+        "CONSULTANT_INDEX_DIR": str(index_dir),
+    })
+    return env
+
+
+@pytest.mark.parametrize("idle", [True, False], ids=["idle", "poll-only"])
+def test_a_question_is_answered_at_once_with_idle(idle: bool, dovecot_server: ImapConfig, smtp_sink,  # type: ignore[no-untyped-def]
+                                                  tmp_path: Path) -> None:
+    from tests.crash_harness import sqlite_database
+
+    url = sqlite_database(tmp_path)
+    env = _worker_env(dovecot_server, smtp_sink.port, url, tmp_path / "index", idle=idle)
+    worker = subprocess.Popen([sys.executable, "-m", "consultant", "run"], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stderr is not None
+        for line in worker.stderr:  # up when it says how it polls
+            if line.startswith("Polling every"):
+                break
+        time.sleep(3.0)  # the start-up poll is over: only IDLE can bring the next one before 300 s
+        started = time.monotonic()
+        append(dovecot_server, question())
+        smtp_sink.wait_for(1, timeout=6.0 if idle else 4.0)
+        waited = time.monotonic() - started
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    if idle:
+        assert len(smtp_sink.messages) == 1, "no reply within 6 s although IDLE was on"
+        assert waited < 6.0
+    else:
+        assert smtp_sink.messages == []  # the control: without IDLE it waits for the 300 s poll
