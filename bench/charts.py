@@ -43,7 +43,7 @@ def draw_throughput(results: dict, out: Path) -> None:
 
 def draw_latency(results: dict, out: Path) -> None:
     e2e = results["e2e"]
-    panels = 1 + ("latency" in results) + ("matcher" in results)
+    panels = 1 + len(results.get("latency", {})) + ("matcher" in results)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4))
     axes = list(axes) if panels > 1 else [axes]
     ax = axes.pop(0)
@@ -55,15 +55,14 @@ def draw_latency(results: dict, out: Path) -> None:
     ax.set_ylabel("seconds from start to reply")
     ax.set_title(f"Backlog of {results['messages']}")
     ax.legend()
-    if "latency" in results:
+    for mode, light in results.get("latency", {}).items():
         ax = axes.pop(0)
-        light = results["latency"]
         ax.hist(light["latencies_s"], bins=20, color="#3a7bd5")
         ax.axvline(light["target_s"], color="#c0392b", linestyle="--", linewidth=1)
         ax.axvline(light["p95_s"], color="black", linewidth=1)
         ax.set_xlabel(f"arrival to reply, s (poll {light['poll_seconds']} s; p95 {light['p95_s']:.2f})")
         ax.set_ylabel("questions")
-        ax.set_title("Light load")
+        ax.set_title(f"Light load, {'IMAP IDLE' if mode == 'idle' else 'polling only'}")
     if "matcher" in results:
         ax = axes.pop(0)
         matcher = results["matcher"]
