@@ -11,15 +11,20 @@ produces EXPUNGE responses, which do not wake anything.
 
 Servers may drop an IDLE that lasts too long (RFC 2177: clients should
 re-issue it at least every 29 minutes), so the watcher ends and restarts it
-every `renew_seconds` (default 5 minutes). A lost connection, a refused
-login or a server without the IDLE capability is logged once in a line and
-retried with a growing delay (5 s to 5 minutes); the scheduled polls go on
-regardless, so IDLE can only make answers faster, never stop them.
+every `renew_seconds` (default 5 minutes); a connection that died silently
+fails there at the latest. A server that closes the connection is noticed
+within a second (imapclient's `idle_check` hides the end of file, so the
+watcher looks at the socket itself), and the watcher wakes a poll (mail may
+have come unseen) and reconnects. A refused login or a server without the
+IDLE capability is logged in one line and retried with a growing delay (5 s
+to 5 minutes); the scheduled polls go on regardless, so IDLE can only make
+answers faster, never stop them.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import ssl
 import threading
 import time
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 RENEW_SECONDS = 300.0
 CHECK_SECONDS = 1.0  # how often the thread looks at its stop flag while idling
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0
+STEADY_SECONDS = 10.0  # a connection that lasted less is a failure to retry later, not a drop
 _NEW_MAIL = (b"EXISTS", b"RECENT")
 
 
@@ -47,6 +53,7 @@ class IdleWatcher(threading.Thread):
         self.renew_seconds = renew_seconds
         self._stop_event = threading.Event()
         self.ready = threading.Event()  # set while an IDLE is running (tests and the bench wait on it)
+        self._idled = False  # the current connection reached IDLE
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -54,11 +61,18 @@ class IdleWatcher(threading.Thread):
     def run(self) -> None:
         delay = RETRY_FIRST
         while not self._stop_event.is_set():
+            self._idled = False
+            connected_at = time.monotonic()
             try:
                 self._watch()
-                delay = RETRY_FIRST
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any server trouble
                 self.ready.clear()
+                if self._idled and time.monotonic() - connected_at > STEADY_SECONDS:
+                    # it worked until now: mail may have come unseen; reconnect at once
+                    log.info("IMAP IDLE connection lost (%s); reconnecting", type(exc).__name__)
+                    self.wake()
+                    delay = RETRY_FIRST
+                    continue
                 log.warning("IMAP IDLE unavailable (%s); polling only, retrying in %.0f s",
                             type(exc).__name__, delay)
                 self._stop_event.wait(delay)
@@ -88,11 +102,20 @@ class IdleWatcher(threading.Thread):
     def _idle_once(self, client: IMAPClient) -> None:
         client.idle()
         self.ready.set()
+        self._idled = True
         started = time.monotonic()
-        try:
-            while not self._stop_event.is_set() and time.monotonic() - started < self.renew_seconds:
-                responses = client.idle_check(timeout=CHECK_SECONDS)
-                if any(len(r) > 1 and r[1] in _NEW_MAIL for r in responses):
-                    self.wake()
-        finally:
-            client.idle_done()
+        while not self._stop_event.is_set() and time.monotonic() - started < self.renew_seconds:
+            responses = client.idle_check(timeout=CHECK_SECONDS)
+            if any(len(r) > 1 and r[1] in _NEW_MAIL for r in responses):
+                self.wake()
+            elif not responses and _still_readable(client):
+                raise ConnectionError("the server closed the IDLE connection")
+        client.idle_done()
+
+
+def _still_readable(client: IMAPClient) -> bool:
+    """idle_check reads every complete line there is and hides an end of file (imapclient
+    swallows the EOF). A socket still readable after it gives nothing back has been closed
+    by the server, or holds half a line; a reconnect is right for both."""
+    readable, _, _ = select.select([client.socket()], [], [], 0)
+    return bool(readable)

@@ -159,3 +159,45 @@ def test_a_question_is_answered_at_once_with_idle(idle: bool, dovecot_server: Im
         assert waited < 6.0
     else:
         assert smtp_sink.messages == []  # the control: without IDLE it waits for the 300 s poll
+
+
+def _start_pymap(port: int) -> subprocess.Popen:
+    from tests.mailhost import wait_for_port
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from pymap.main import main; main()", "--no-tls", "--host", "127.0.0.1",
+         "--port", str(port), "dict", "--demo-user", ADDRESS, "--demo-password", "pymap-test"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return proc
+
+
+def test_the_watcher_comes_back_after_the_server_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """I12: a dropped IDLE connection is noticed and the watcher reconnects (first retry after 5 s)."""
+    from tests.mailhost import free_port
+
+    port = free_port()
+    server = _start_pymap(port)
+    config = ImapConfig(host="127.0.0.1", port=port, user=ADDRESS, password="pymap-test", use_ssl=False, timeout=5)
+    woken = threading.Event()
+    watcher = IdleWatcher(config, woken.set)
+    watcher.start()
+    try:
+        assert watcher.ready.wait(10)
+        time.sleep(11)  # a steady connection (STEADY_SECONDS): its loss is a drop, reconnected at once
+        server.kill()
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while watcher.ready.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not watcher.ready.is_set(), "the dead connection went unnoticed"
+        server = _start_pymap(port)
+        assert watcher.ready.wait(20), "the watcher did not come back"
+        append(config, question())
+        assert woken.wait(5)
+    finally:
+        watcher.stop()
+        watcher.join(timeout=10)
+        server.kill()
+        server.wait(timeout=10)
