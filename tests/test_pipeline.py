@@ -252,3 +252,30 @@ def test_reply_goes_to_the_from_address_never_to_reply_to(engine) -> None:
     run_once(services, now=lambda: NOW)
     assert services.transport.sent[0].recipients == ["coder@clinic.example"]
     assert parsed(services.transport.sent[0].raw)["To"] == "coder@clinic.example"
+
+
+def test_a_message_our_intake_fails_on_is_quarantined_and_the_batch_goes_on(engine, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A bug in parsing one message costs that message (quarantined, raw kept for staff), not the batch."""
+    import consultant.intake as intake
+
+    real_parse = intake.parse_message
+
+    def parse(raw: bytes):  # type: ignore[no-untyped-def]
+        if b"BOOM" in raw:
+            raise RuntimeError("secret patient text in an exception")
+        return real_parse(raw)
+
+    monkeypatch.setattr(intake, "parse_message", parse)
+    services = Services(engine=engine, inbox=MemoryInbox(), transport=MemoryTransport(), matcher=KeywordMatcher(),
+                        address="consultant@localhost")
+    for n, body in enumerate(["What is CPT 62310?", "BOOM", "What is CPT 62311?"]):
+        services.inbox.deliver(
+            f"From: p{n}@clinic.example\r\nSubject: q{n}\r\nMessage-ID: <q{n}@clinic.example>\r\n\r\n{body}\r\n".encode()
+        )
+    run_once(services)
+    with Session(engine) as session:
+        rows = {c.uid: (c.status.value, c.reason) for c in session.exec(select(Case)).all()}
+    assert rows[2] == ("quarantined", "intake_error")
+    assert rows[1][0] == rows[3][0] == "answered"
+    assert not services.inbox.messages  # all three acknowledged
+    assert "secret patient" not in caplog.text
