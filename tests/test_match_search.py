@@ -1,7 +1,8 @@
-"""The vectorised ranking (consultant/match/search.py) gives exactly what the
-loop over each candidate's tokens gave: same codes, same order, same scores
-to the last bit, on a made-up index with negations, "without" clauses,
-inclusion terms, ancestors and 7th-character families."""
+"""The vectorised ranking (consultant/match/search.py), and its loop for a few
+candidates, give exactly what the loop over each candidate's tokens gave:
+same codes, same order, same scores to the last bit, on a made-up index with
+negations, "without" clauses, inclusion terms, ancestors and 7th-character
+families."""
 
 from __future__ import annotations
 
@@ -166,8 +167,15 @@ def _queries(index, rng: random.Random, n: int):
         yield S.make_query(index, [*tokens, *(t for t in neg if rng.random() < 0.5)], neg=neg, ext=ext, group=group)
 
 
+@pytest.fixture(params=["arrays", "loop"])
+def way(request, monkeypatch):
+    """search() scores a few candidates in a loop, more with numpy: each way, whatever the number."""
+    monkeypatch.setattr(S, "FEW_CANDIDATES", 0 if request.param == "arrays" else 10**9)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_same_hits_as_the_token_loop(seed):
+def test_same_hits_as_the_token_loop(seed, way):
     index = build_index(_rows(seed))
     assert index.families  # the made-up S codes form 7th-character families
     rng = random.Random(seed)
@@ -176,7 +184,7 @@ def test_same_hits_as_the_token_loop(seed):
             assert S.search(index, query, limit=limit) == _reference_search(index, query, limit=limit)
 
 
-def test_same_hits_when_candidates_are_cut(monkeypatch):
+def test_same_hits_when_candidates_are_cut(monkeypatch, way):
     """More documents than MAX_CANDIDATES: the same ones are kept, in the same order."""
     monkeypatch.setattr(S, "MAX_CANDIDATES", 4)
     monkeypatch.setattr(S, "COMMON_POSTINGS", 6)
@@ -197,7 +205,7 @@ def test_candidates_in_walking_order():
         assert got == _reference_candidates(postings, weights, index.docs.cost)
 
 
-def test_no_query_words_no_hits():
+def test_no_query_words_no_hits(way):
     index = build_index(_rows(0))
     assert S.search(index, S.make_query(index, ["zzzunknown"])) == []
     only_ext = S.make_query(index, [], ext=tokenize("sequela"))

@@ -16,7 +16,8 @@ The candidates are scored together with numpy rather than in a loop over each
 title's tokens (the index's flat arrays are viewed, not copied). Every
 per-title sum and product is still taken token by token in title order, so
 the scores are bit for bit those of the loop (tests/test_match_search.py
-keeps the loop as the reference).
+keeps the loop as the reference). A few candidates are still scored in that
+loop (`_search_loop`): below about 90, numpy's fixed costs outweigh it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
 MAX_CANDIDATES = 700
+FEW_CANDIDATES = 90  # up to this many, a loop over the tokens is faster than numpy's fixed costs
 COMMON_POSTINGS = 4000  # postings longer than this do not generate candidates
 NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
 CONTRADICTED_PENALTY = 0.35  # a title that says "without" a word the text states
@@ -125,6 +127,8 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     cand = _candidates(postings, base_weights, v.cost)
     if not len(cand):
         return []
+    if len(cand) <= FEW_CANDIDATES:
+        return _search_loop(index, query, cand.tolist(), base_weights, ext_weights, q_total, limit)
     neg = query.neg
     without = index.vocab.get("without")
 
@@ -269,6 +273,84 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
             score_t += bonus
         hits.append(Hit(row=row, score=round(min(score_t, 1.0), 4), matched=matched, alias=is_alias,
                         explained=explained, dcov=round(dcov_t, 4)))
+    hits.sort(key=lambda h: -h.score)
+    return hits
+
+
+def _search_loop(
+    index: CodeIndex, query: Query, candidates: list[int], base_weights: dict[int, float],
+    ext_weights: dict[int, float], q_total: float, limit: int,
+) -> list[Hit]:
+    """What search() computes, as a loop over each candidate's tokens (for a few candidates)."""
+    idf = index.idf[query.group]
+    docs = index.docs
+    doc_tokens, doc_roles, doc_start, doc_cost = docs.tokens, docs.roles, docs.start, docs.cost
+    neg = query.neg
+    without = index.vocab.get("without")
+    doc_alias, doc_target = docs.alias, docs.target
+    best: dict[int, tuple[float, int, list[int], float, float, float]] = {}
+    also: dict[int, set[int]] = {}
+    for d in candidates:
+        lo, hi = doc_start[d], doc_start[d + 1]
+        matched_q = 0.0
+        matched_cost = 0.0
+        penalty = 1.0
+        credit = 0.0
+        hit_tokens = []
+        for t, role in zip(doc_tokens[lo:hi], doc_roles[lo:hi]):
+            w = base_weights.get(t)
+            if w is not None:
+                if role == WITHOUT and t not in neg and t != without:
+                    penalty *= CONTRADICTED_PENALTY
+                    continue
+                matched_q += w * ANCESTOR_MATCH if role == ANCESTOR else w
+                matched_cost += idf[t] * ROLE_COST[role]
+                hit_tokens.append(t)
+                if t in neg and role != WITHOUT:
+                    penalty *= NEGATED_PENALTY
+            elif t in neg:
+                if role == WITHOUT:
+                    credit += 0.06
+                    matched_cost += idf[t] * ROLE_COST[role]
+                else:
+                    penalty *= NEGATED_PENALTY
+        qcov = matched_q / q_total
+        cost = doc_cost[d]
+        dcov = matched_cost / cost if cost > 0 else 1.0
+        score = qcov * (0.3 + 0.7 * dcov) * penalty + credit
+        if doc_alias[d]:
+            score *= 0.97
+        target = doc_target[d]
+        prev = best.get(target)
+        if prev is None or score > prev[0]:
+            best[target] = (score, d, hit_tokens, matched_q, credit, dcov)
+        if penalty == 1.0 and hit_tokens:
+            seen = also.get(target)
+            if seen is None:
+                also[target] = set(hit_tokens)
+            else:
+                seen.update(hit_tokens)
+    for target, tokens in also.items():
+        score, d, matched, explained, credit, dcov = best[target]
+        if len(tokens) > len(matched) and score > credit:
+            union_tokens = tokens | frozenset(matched)
+            union = sum(base_weights[t] for t in union_tokens)
+            if union > explained:
+                gain = union / explained if explained else 1.0
+                best[target] = ((score - credit) * gain + credit, d, union_tokens, union, credit, dcov)
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+    hits: list[Hit] = []
+    for target, (score, d, matched, explained, _, dcov) in ranked:
+        matched = frozenset(matched)
+        if target >= 0:
+            row = target
+        else:
+            row, bonus = _pick_member(index, -target - 1, query, matched, ext_weights, q_total)
+            score += bonus
+        hits.append(Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=bool(doc_alias[d]),
+                        explained=explained, dcov=round(dcov, 4)))
+        if len(hits) >= limit:
+            break
     hits.sort(key=lambda h: -h.score)
     return hits
 
