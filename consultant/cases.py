@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -152,20 +152,30 @@ _FINISH = (
 )
 
 
-def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -> Attempt | CaseStatus | None:
+Started = Attempt | CaseStatus | None
+
+
+def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -> Started:
     """Mark that `holder` starts answering `case_id`, committed before the work (a worker that
     dies leaves the mark behind). None when the claim is no longer ours; `quarantined` when
     workers died on this case POISON_AFTER times (D03), so the others still get answered."""
     with engine.begin() as conn:
-        row = conn.execute(_READ_ATTEMPT, {"p_id": case_id}).first()
-        if row is None or not _claim_holds(row.status, row.claimed_by, row.claimed_until, holder=holder, now=now):
-            return None
-        flags = list(row.flags or [])
-        if flags.count(_ATTEMPT) >= POISON_AFTER:
-            conn.execute(_POISON, {"p_id": case_id, "p_now": now, "p_flags": [f for f in flags if f != _ATTEMPT]})
-            return CaseStatus.quarantined
-        flags.append(_ATTEMPT)
-        conn.execute(_SET_FLAGS, {"p_id": case_id, "p_flags": flags})
+        return begin_attempt(conn, case_id, holder=holder, now=now)
+
+
+def begin_attempt(conn: Connection, case_id: int, *, holder: str, now: datetime) -> Started:
+    """`start_attempt` in the caller's transaction: the answering path starts the next
+    claimed case in the transaction that closes the one before (one commit fewer per case;
+    the mark is still committed before that case's work begins)."""
+    row = conn.execute(_READ_ATTEMPT, {"p_id": case_id}).first()
+    if row is None or not _claim_holds(row.status, row.claimed_by, row.claimed_until, holder=holder, now=now):
+        return None
+    flags = list(row.flags or [])
+    if flags.count(_ATTEMPT) >= POISON_AFTER:
+        conn.execute(_POISON, {"p_id": case_id, "p_now": now, "p_flags": [f for f in flags if f != _ATTEMPT]})
+        return CaseStatus.quarantined
+    flags.append(_ATTEMPT)
+    conn.execute(_SET_FLAGS, {"p_id": case_id, "p_flags": flags})
     return Attempt(
         case_id, row.raw or b"", tuple(flags), kind=row.kind, question=row.question, sender=row.sender,
         sender_name=row.sender_name, subject=row.subject, message_id=row.message_id,

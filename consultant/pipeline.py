@@ -181,44 +181,64 @@ def answer_claimed(services: Services, *, now: Callable[[], datetime] = utcnow, 
         claimed = cases.claim_cases(
             services.engine, holder=services.worker_id, limit=min(limit, 50), ttl=CLAIM_TTL, now=now()
         )
-        for case_id in claimed:
-            outcome = answer_case(services, case_id, now=now())
+        started: cases.Started | _NotStarted = NOT_STARTED
+        for n, case_id in enumerate(claimed):
+            following = claimed[n + 1] if n + 1 < len(claimed) else None
+            outcome, started = _answer_one(services, case_id, now=now(), started=started, following=following)
             statuses[outcome] = statuses.get(outcome, 0) + 1
         limit -= len(claimed)
         if not claimed or limit <= 0:
             return statuses
 
 
+class _NotStarted:
+    """The next case's attempt was not begun in the previous case's transaction."""
+
+
+NOT_STARTED = _NotStarted()
+
+
 def answer_case(services: Services, case_id: int, *, now: datetime) -> str:
     """Match and answer one claimed case; the error boundary for one question."""
+    return _answer_one(services, case_id, now=now)[0]
+
+
+def _answer_one(
+    services: Services, case_id: int, *, now: datetime, started: cases.Started | _NotStarted = NOT_STARTED,
+    following: int | None = None,
+) -> tuple[str, cases.Started | _NotStarted]:
+    """Answer `case_id` (begun already when `started` says so); begin `following` in the
+    closing transaction. Returns the outcome and what became of `following`."""
     try:
-        attempt = cases.start_attempt(services.engine, case_id, holder=services.worker_id, now=now)
+        attempt = started
+        if isinstance(attempt, _NotStarted):
+            attempt = cases.start_attempt(services.engine, case_id, holder=services.worker_id, now=now)
         if attempt is None:
-            return "skipped"
+            return "skipped", NOT_STARTED
         if isinstance(attempt, CaseStatus):
             log.warning("case %s: quarantined as poison", case_id)
-            return attempt.value
+            return attempt.value, NOT_STARTED
         if attempt.kind != "question" or not attempt.question:
             question = parse_message(attempt.raw)
             command = detect_command(question.subject, question.body)
             if command is not None:
-                return _answer_command(services, attempt, _target(question), command, now=now)
+                return _answer_command(services, attempt, _target(question), command, now=now), NOT_STARTED
             target, text = _target(question), question.text
         else:  # what intake kept: the message is not parsed a second time
             target, text = _target_of(attempt), attempt.question
         result = services.matcher.match(text)
         crash_point("during_match")
-        return _answer(services, attempt, target, result, now=now)
+        return _answer(services, attempt, target, result, now=now, following=following)
     except cases.ClaimLost:
-        return "skipped"
+        return "skipped", NOT_STARTED
     except ServiceError:
         raise
     except SenderError as exc:
-        return _close(services, case_id, CaseStatus.quarantined, exc.reason, now=now)
+        return _close(services, case_id, CaseStatus.quarantined, exc.reason, now=now), NOT_STARTED
     except Exception:  # noqa: BLE001 - one bad case must never stop the worker
         log.exception("case %s: unexpected error; marked failed", case_id)
         return _close(services, case_id, CaseStatus.failed, "internal_error", now=now,
-                      error="unexpected error while answering; see the worker log")
+                      error="unexpected error while answering; see the worker log"), NOT_STARTED
 
 
 def _target(question: Question) -> ReplyTarget:
@@ -242,9 +262,10 @@ def _target_of(attempt: cases.Attempt) -> ReplyTarget:
 
 
 def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, result: MatchResult, *,
-            now: datetime) -> str:
+            now: datetime, following: int | None = None) -> tuple[str, cases.Started | _NotStarted]:
     """Charge, reply (or hold for review) and close the case, in one transaction that commits
-    only while the claim is still ours (cases.finish_attempt raises ClaimLost otherwise)."""
+    only while the claim is still ours (cases.finish_attempt raises ClaimLost otherwise); the
+    same transaction begins the `following` claimed case."""
     shown = reply_codes(result)
     hold_reason = services.review.hold_reason(result, shown)
     with session_scope(services.engine) as session:
@@ -286,9 +307,12 @@ def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, res
                 for f in result.findings
             ],
         )
+        begun: cases.Started | _NotStarted = NOT_STARTED
+        if following is not None:
+            begun = cases.begin_attempt(session.connection(), following, holder=services.worker_id, now=now)
     crash_point("after_outbox_commit")
     log.info("case %s: %s", attempt.id, status.value)
-    return status.value
+    return status.value, begun
 
 
 def _answer_command(
