@@ -1,6 +1,6 @@
 """The pipeline in one process, without servers: where the CPU per message goes.
 
-    python -m bench.inproc DB [--messages N] [--profile FILE] [--replay]
+    python -m bench.inproc DB [--messages N] [--profile FILE] [--replay] [--postgres]
 
 Runs `pipeline.run_once` over N generated questions with the in-memory
 inbox and transport against a copy of DB (a SQLite file holding the code
@@ -8,7 +8,9 @@ set), and prints CPU milliseconds per message. `--replay` answers with the
 matcher's results computed before the clock starts, so the figure is the
 pipeline's own cost (parse, database, render) without matching. A tool for
 working on the pipeline; `bench/run.py` is the measurement against real
-servers.
+servers. `--postgres` runs the pipeline on a new, empty PostgreSQL database
+(README's test set-up) instead, with the matcher (and the replies' code
+descriptions) from DB: the database round trips, not the code lookups.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import corpus  # noqa: E402
+from bench import corpus, servers  # noqa: E402
 from consultant.db import make_engine, migrate  # noqa: E402
 from consultant.inbox import MemoryInbox  # noqa: E402
 from consultant.match import build_matcher  # noqa: E402
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--profile", type=Path, help="write a cProfile dump here")
     parser.add_argument("--replay", action="store_true", help="leave the matcher's cost out")
+    parser.add_argument("--postgres", action="store_true", help="the pipeline on an empty PostgreSQL database")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="cc-inproc-"))
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         # the index cache stays beside the original, so only the first run builds it
         matcher = build_matcher(engine, cache_path=args.database.with_suffix(".match-index.pickle"))
         mail = corpus.generate_mail(args.messages, corpus.load_code_sample(engine), to=ADDRESS)
+        if args.postgres:
+            pg_name = servers.new_name("ccinproc")
+            engine = make_engine(servers.pg_create(pg_name))
+            migrate(engine)
         if args.replay:
             results = {}
             for m in mail:
@@ -96,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{1000 * cpu / len(mail):.2f} ms CPU per message, {len(mail) / wall:.0f} msg/s"
               f"{' (matcher replayed)' if args.replay else ''}")
     finally:
+        if args.postgres:
+            engine.dispose()
+            servers.pg_drop(pg_name)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
