@@ -6,7 +6,8 @@ It builds everything exactly as `consultant run` does (load_settings,
 open_engine with migrations and the code check, check_mail, build_services)
 and then calls the scheduler's job body, `scheduling.poll`, back to back
 instead of every CONSULTANT_POLL_SECONDS: the bench measures what the
-pipeline can do, not how long the schedule waits. A pass that found nothing
+pipeline can do, not how long the schedule waits. Replies go out on the
+background sender's thread, as in `consultant run`. A pass that found nothing
 to do waits 100 ms before the next one (a second worker that only answers
 would otherwise spend the CPU its partner needs on empty claim queries).
 
@@ -39,7 +40,7 @@ def wait_for(word: str) -> None:
 def main() -> int:
     from bench.procs import peak_rss_mb
     from consultant.pipeline import RunSummary
-    from consultant.scheduling import poll
+    from consultant.scheduling import poll, start_background_sender
     from consultant.services import build_services, check_mail, open_engine
     from consultant.settings import load_settings
 
@@ -49,6 +50,7 @@ def main() -> int:
     engine = open_engine(settings)
     check_mail(settings)
     services = build_services(settings, engine)
+    services.sender = start_background_sender(services)  # as `consultant run` does
     startup_cpu = cpu_seconds()
     print("ready", flush=True)
     wait_for("go")
@@ -61,7 +63,7 @@ def main() -> int:
     threading.Thread(target=watch_stdin, daemon=True).start()
     totals = {"passes": 0, "idle_passes": 0, "fetched": 0, "sent": 0, "failed_polls": 0}
     started = time.monotonic()
-    busy_passes: list[tuple[int, int, float]] = []  # (fetched, sent, seconds) of passes that did work
+    busy_passes: list[tuple[int, int, float]] = []  # (fetched, answered, seconds) of passes that did work
     while not stop.is_set():
         pass_started = time.monotonic()
         summary: RunSummary | None = poll(services)
@@ -71,12 +73,14 @@ def main() -> int:
             stop.wait(0.2)
             continue
         totals["fetched"] += summary.fetched
-        totals["sent"] += summary.sent
-        if not (summary.fetched or summary.sent or summary.statuses):
+        if not (summary.fetched or summary.statuses):
             totals["idle_passes"] += 1
             stop.wait(0.1)
         else:
-            busy_passes.append((summary.fetched, summary.sent, round(time.monotonic() - pass_started, 3)))
+            busy_passes.append((summary.fetched, sum(summary.statuses.values()),
+                                round(time.monotonic() - pass_started, 3)))
+    services.sender.stop()
+    totals["sent"] = services.sender.sent
     services.inbox.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({

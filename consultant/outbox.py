@@ -25,8 +25,10 @@ import logging
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import bindparam, select, update
@@ -237,8 +239,10 @@ def deliver_pending(
     max_attempts: int = 6,
     limit: int = 500,
     holder: str = "local",
+    keep_open: bool = False,
 ) -> dict[str, int]:
-    """Claim and send every due outbox row; returns counts of sent, retry and failed."""
+    """Claim and send every due outbox row; returns counts of sent, retry and failed.
+    The SMTP connection is closed at the end unless `keep_open` (BackgroundSender)."""
     counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
     claimed = claim_outbox(engine, holder=holder, limit=limit, now=now)
     if not claimed:
@@ -253,8 +257,79 @@ def deliver_pending(
                 break
             counts[outcome] += 1
     finally:
-        transport.close()
+        if not keep_open:
+            transport.close()
     return counts
+
+
+class BackgroundSender:
+    """SEND on its own thread, so replies go out while the next questions are matched.
+
+    `consultant run` uses it: the answering path wakes it (`wake`) as replies are
+    committed, and it drains the due rows with `deliver_pending` over one SMTP
+    connection, kept open while there is work and closed after IDLE_CLOSE seconds
+    without any. It also looks for due retries every second. The rows, claims,
+    `sending_since` and crash points are exactly those of the inline drain, so
+    crash safety is unchanged; the thread only overlaps the SMTP round trips
+    (about a fifth of a worker's time) with matching. When the SMTP server is
+    unavailable it pauses 1, 2, 4 ... up to 60 s between attempts; any other
+    error is logged by its type and the loop goes on.
+    """
+
+    IDLE_CLOSE = 5.0
+    PAUSE_MAX = 60.0
+
+    def __init__(self, engine: Engine, transport: Transport, *, sender: str, holder: str,
+                 max_attempts: int = 6) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.sender = sender
+        self.holder = holder
+        self.max_attempts = max_attempts
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="smtp-sender", daemon=True)
+        self.sent = 0
+
+    def start(self) -> BackgroundSender:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the message being sent, then stop (the rest waits in the outbox)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        idle_since: float | None = None
+        pause = 1.0
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                counts = deliver_pending(self.engine, self.transport, sender=self.sender, now=datetime.now(UTC),
+                                         max_attempts=self.max_attempts, holder=self.holder, keep_open=True)
+            except Exception as exc:  # noqa: BLE001 - the sender must outlive a database outage
+                log.warning("sending failed (%s); retrying", type(exc).__name__)
+                counts = {"sent": 0, "retry": 1}
+            self.sent += counts.get("sent", 0)
+            if counts.get("retry") and not counts.get("sent"):
+                self.transport.close()
+                self._stop.wait(pause)
+                pause = min(pause * 2, self.PAUSE_MAX)
+                continue
+            pause = 1.0
+            if any(counts.values()):
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.IDLE_CLOSE:
+                self.transport.close()
+        self.transport.close()
 
 
 def release_outbox_claims(engine: Engine, ids: list[int], *, holder: str) -> None:

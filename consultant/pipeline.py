@@ -15,7 +15,9 @@ call it. One pass:
    close the case;
 3. **acknowledge** (lease holder): move the messages whose cases are closed
    to the processed folder, one command for the batch;
-4. **send**: drain the outbox over one SMTP connection (`outbox.py`).
+4. **send**: drain the outbox over one SMTP connection (`outbox.py`), here,
+   or on the background sender's thread (`consultant run`), which the
+   answering step wakes every few replies.
 
 Because the reply is in the outbox before the mailbox changes, and the
 outbox row is marked sent only after the SMTP server took it, a crash at any
@@ -49,7 +51,7 @@ from consultant.intake import intake_batch
 from consultant.lease import acquire_lease, worker_identity
 from consultant.match.base import Matcher, MatchResult, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
-from consultant.outbox import Transport, deliver_pending
+from consultant.outbox import BackgroundSender, Transport, deliver_pending
 from consultant.parse import Question, parse_message
 from consultant.quota import QuotaPolicy, QuotaState, charge_answer, lock_account
 from consultant.replies import ReplyTarget, enqueue_reply
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 
 CLAIM_TTL = timedelta(minutes=5)
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+SEND_EVERY = 25  # answers between wake-ups of a background sender
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Services:
     mailbox_name: str = "INBOX"
     authserv_id: str = ""  # trust Authentication-Results only from this server
     caps: ReplyCaps = field(default_factory=lambda: ReplyCaps())
+    sender: BackgroundSender | None = None  # sends on its own thread (`consultant run`); inline when None
 
     @property
     def domain(self) -> str:
@@ -141,10 +145,14 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
         fetched = [message.ref for message in batch]
     statuses = answer_claimed(services, now=now)
     acknowledged = acknowledge(services, fetched) if polled else 0
-    counts = deliver_pending(
-        services.engine, services.transport, sender=services.address, now=now(),
-        max_attempts=services.send_attempts, holder=services.worker_id,
-    )
+    if services.sender is not None:
+        services.sender.wake()
+        counts = {"sent": 0, "retry": 0, "failed": 0}
+    else:
+        counts = deliver_pending(
+            services.engine, services.transport, sender=services.address, now=now(),
+            max_attempts=services.send_attempts, holder=services.worker_id,
+        )
     return RunSummary(
         fetched=len(fetched),
         acknowledged=acknowledged,
@@ -186,6 +194,8 @@ def answer_claimed(services: Services, *, now: Callable[[], datetime] = utcnow, 
             following = claimed[n + 1] if n + 1 < len(claimed) else None
             outcome, started = _answer_one(services, case_id, now=now(), started=started, following=following)
             statuses[outcome] = statuses.get(outcome, 0) + 1
+            if services.sender is not None and n % SEND_EVERY == SEND_EVERY - 1:
+                services.sender.wake()  # the replies so far go out while the rest are matched
         limit -= len(claimed)
         if not claimed or limit <= 0:
             return statuses

@@ -3,7 +3,8 @@
 A BlockingScheduler runs the poll job every `poll_seconds` with
 `max_instances=1` (never two polls at once in a process) and `coalesce=True`
 (missed runs collapse into one). A run that finds a backlog keeps polling
-at once until the backlog is gone (`drain`). With IMAP IDLE (`idle.py`,
+at once until the backlog is gone (`drain`). Replies are sent by a
+`BackgroundSender` thread while the next questions are matched. With IMAP IDLE (`idle.py`,
 CONSULTANT_IMAP_IDLE) new mail wakes the poll job at once (`Waker`): a
 question is answered within a second instead of half a poll interval on
 average, and the interval becomes the fallback. SIGTERM and Ctrl-C stop it
@@ -32,6 +33,7 @@ from consultant.errors import ServiceError
 from consultant.idle import IdleWatcher
 from consultant.inbox import ImapConfig
 from consultant.models import PollState
+from consultant.outbox import BackgroundSender
 from consultant.pipeline import RunSummary, Services, run_once, utcnow
 
 log = logging.getLogger(__name__)
@@ -257,6 +259,7 @@ def run_forever(
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
+    services.sender = start_background_sender(services)
     watcher = None
     if idle is not None and waker is not None:
         watcher = IdleWatcher(idle, waker.wake)
@@ -268,6 +271,15 @@ def run_forever(
     finally:
         if watcher is not None:
             watcher.stop()
+        services.sender.stop()
+
+
+def start_background_sender(services: Services) -> BackgroundSender:
+    """Send replies on their own thread, with the services' transport (run_once then only wakes it)."""
+    return BackgroundSender(
+        services.engine, services.transport, sender=services.address, holder=services.worker_id,
+        max_attempts=services.send_attempts,
+    ).start()
 
 
 def record_poll(services: Services, *, error: str, now: datetime | None = None) -> None:

@@ -279,3 +279,28 @@ def test_a_message_our_intake_fails_on_is_quarantined_and_the_batch_goes_on(engi
     assert rows[1][0] == rows[3][0] == "answered"
     assert not services.inbox.messages  # all three acknowledged
     assert "secret patient" not in caplog.text
+
+
+def test_a_background_sender_delivers_what_the_passes_answer(engine) -> None:  # type: ignore[no-untyped-def]
+    """`consultant run` sends on its own thread: run_once only wakes it; nothing is lost or sent twice."""
+    import time
+
+    from consultant.scheduling import start_background_sender
+
+    services = make_services(engine)
+    for n in range(30):
+        services.inbox.deliver(question(f"What is CPT code 6231{n % 2}?", sender=f"s{n}@clinic.example",
+                                        message_id=f"<bg{n}@clinic.example>"))
+    services.sender = start_background_sender(services)
+    try:
+        summary = run_once(services)
+        assert summary.sent == 0  # not inline
+        deadline = time.monotonic() + 10
+        while len(services.transport.sent) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        services.sender.stop()
+    assert sorted(m.recipients[0] for m in services.transport.sent) == sorted(f"s{n}@clinic.example" for n in range(30))
+    with Session(engine) as session:
+        assert {o.status for o in session.exec(select(Outbox)).all()} == {OutboxStatus.sent}
+    assert services.sender.sent == 30
