@@ -15,11 +15,12 @@ claim whose holder is provably dead is free at once (`lease.dead_holders`).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -36,6 +37,28 @@ FINISHED = {
     CaseStatus.quarantined,
     CaseStatus.failed,
 }
+
+
+def recorded(engine: Engine | Connection, refs: list[MailRef]) -> set[MailRef]:
+    """Which of `refs` have a case already (one query per folder)."""
+    folders: dict[tuple[str, int], list[int]] = {}
+    for ref in refs:
+        folders.setdefault((ref.mailbox, ref.uidvalidity), []).append(ref.uid)
+    found: set[MailRef] = set()
+    with engine.connect() if isinstance(engine, Engine) else nullcontext(engine) as conn:
+        for (mailbox, uidvalidity), uids in folders.items():
+            rows = conn.execute(
+                select(CASE.c.uid).where(CASE.c.mailbox == mailbox, CASE.c.uidvalidity == uidvalidity,
+                                         CASE.c.uid.in_(uids))
+            ).all()
+            found.update(MailRef(mailbox, uidvalidity, uid) for (uid,) in rows)
+    return found
+
+
+def waiting(engine: Engine, *, now: datetime) -> int:
+    """Received cases no worker holds: the answering backlog."""
+    with engine.connect() as conn:
+        return conn.execute(_WAITING, {"p_now": now}).scalar_one()
 
 
 def find_case(session: Session, ref: MailRef) -> Case | None:
@@ -119,6 +142,12 @@ class Attempt:
 
 def _param(name: str, column: Any) -> Any:
     return bindparam(name, type_=column.type)
+
+
+_WAITING = select(func.count()).select_from(CASE).where(
+    CASE.c.status == CaseStatus.received,
+    CASE.c.claimed_until.is_(None) | (CASE.c.claimed_until < _param("p_now", CASE.c.claimed_until)),
+)
 
 
 # Built once: the answering path runs these for every question, and building a statement

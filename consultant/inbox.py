@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,10 +45,16 @@ class FetchedMessage:
     raw: bytes
     size: int
     truncated: bool = False  # only the header was fetched (over the size cap)
+    known: bool = False  # recorded before: no body fetched, listed so it is acknowledged once closed
+
+
+# Which of these refs are recorded already (cases.recorded); new mail behind them is fetched instead.
+Known = Callable[[list["MailRef"]], set["MailRef"]]
+SCAN_BATCHES = 3  # how many batches' worth of UIDs are looked at for new mail behind recorded ones
 
 
 class Inbox(Protocol):
-    def fetch_batch(self, limit: int) -> list[FetchedMessage]: ...
+    def fetch_batch(self, limit: int, known: Known | None = None) -> list[FetchedMessage]: ...
 
     def acknowledge(self, refs: list[MailRef]) -> None: ...
 
@@ -137,15 +144,18 @@ class ImapInbox:
         self._connect()
         return self._uidvalidity
 
-    def fetch_batch(self, limit: int) -> list[FetchedMessage]:
+    def fetch_batch(self, limit: int, known: Known | None = None) -> list[FetchedMessage]:
+        """Up to `limit` messages, oldest first. With `known`, messages recorded before are
+        skipped (listed without their bodies) and new mail behind them is fetched instead."""
         client = self._connect()
         try:
             # SELECT again on every poll, not NOOP: a folder deleted and recreated under a
             # reused connection can otherwise stay selected as an empty ghost (Dovecot does).
             self._select(client)
-            uids = sorted(client.search(["UNDELETED"]))[:limit]
+            uids, old = _new_first(sorted(client.search(["UNDELETED"])), limit, known, self.config.folder,
+                                   self._uidvalidity)
             if not uids:
-                return []
+                return old
             sizes = client.fetch(uids, ["RFC822.SIZE"])
             small = [u for u in uids if sizes.get(u, {}).get(b"RFC822.SIZE", 0) <= self.config.max_message_bytes]
             large = [u for u in uids if u not in set(small)]
@@ -162,7 +172,7 @@ class ImapInbox:
             elif uid in headers and b"BODY[HEADER]" in headers[uid]:
                 messages.append(FetchedMessage(ref, bytes(headers[uid][b"BODY[HEADER]"]), size, truncated=True))
             # A UID that vanished between SEARCH and FETCH is simply gone.
-        return messages
+        return messages + old
 
     def acknowledge(self, refs: list[MailRef]) -> None:
         if not refs:
@@ -193,6 +203,22 @@ class ImapInbox:
             client.append(folder or self.config.folder, to_bytes(raw))
         except (OSError, IMAPClientError) as exc:
             raise self._fail("append", exc) from None
+
+
+def _new_first(
+    uids: list[int], limit: int, known: Known | None, folder: str, uidvalidity: int
+) -> tuple[list[int], list[FetchedMessage]]:
+    """The UIDs to fetch (the first `limit` not recorded yet) and the recorded ones before
+    them, as bodiless FetchedMessages (they stay in the folder until their cases close)."""
+    if known is None:
+        return uids[:limit], []
+    head = uids[: limit * SCAN_BATCHES]
+    recorded = {ref.uid for ref in known([MailRef(folder, uidvalidity, u) for u in head])}
+    fresh = [u for u in head if u not in recorded][:limit]
+    last = fresh[-1] if fresh else (head[-1] if head else 0)
+    old = [FetchedMessage(MailRef(folder, uidvalidity, u), b"", 0, known=True) for u in head
+           if u in recorded and u <= last]
+    return fresh, old
 
 
 def _quietly_shutdown(client: IMAPClient) -> None:
@@ -234,12 +260,12 @@ class MemoryInbox:
         self.messages[uid] = raw
         return uid
 
-    def fetch_batch(self, limit: int) -> list[FetchedMessage]:
-        uids = sorted(self.messages)[:limit]
+    def fetch_batch(self, limit: int, known: Known | None = None) -> list[FetchedMessage]:
+        uids, old = _new_first(sorted(self.messages), limit, known, self.folder, self.uidvalidity)
         return [
             FetchedMessage(MailRef(self.folder, self.uidvalidity, u), self.messages[u], len(self.messages[u]))
             for u in uids
-        ]
+        ] + old
 
     def acknowledge(self, refs: list[MailRef]) -> None:
         for ref in refs:

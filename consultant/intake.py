@@ -77,10 +77,10 @@ def intake_batch(
     engine: Engine, messages: Sequence[FetchedMessage], *, own_address: str, now: datetime, authserv_id: str = ""
 ) -> dict[MailRef, CaseStatus]:
     """Record every message of `messages` not yet known; returns the status of each one recorded now."""
+    messages = [m for m in messages if not m.known]
     if not messages:
         return {}
-    with engine.connect() as conn:
-        known = _known(conn, [m.ref for m in messages])
+    known = cases.recorded(engine, [m.ref for m in messages])
     outcomes = []
     for message in messages:
         crash_point("after_fetch")
@@ -147,24 +147,6 @@ def classify(message: FetchedMessage, *, own_address: str, authserv_id: str = ""
         **meta, **reply_fields, "question": question.text, "raw": message.raw,
         "kind": command.kind if command else "question",
     })
-
-
-def _known(conn: Connection, refs: list[MailRef]) -> set[MailRef]:
-    found: set[MailRef] = set()
-    for (mailbox, uidvalidity), uids in _by_folder(refs).items():
-        rows = conn.execute(
-            select(CASE.c.uid).where(CASE.c.mailbox == mailbox, CASE.c.uidvalidity == uidvalidity,
-                                     CASE.c.uid.in_(uids))
-        ).all()
-        found.update(MailRef(mailbox, uidvalidity, uid) for (uid,) in rows)
-    return found
-
-
-def _by_folder(refs: list[MailRef]) -> dict[tuple[str, int], list[int]]:
-    folders: dict[tuple[str, int], list[int]] = {}
-    for ref in refs:
-        folders.setdefault((ref.mailbox, ref.uidvalidity), []).append(ref.uid)
-    return folders
 
 
 def _mark_duplicates(conn: Connection, outcomes: list[_Outcome]) -> None:

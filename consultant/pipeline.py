@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 CLAIM_TTL = timedelta(minutes=5)
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 SEND_EVERY = 25  # answers between wake-ups of a background sender
+HOLDER_CHUNK = 10  # the lease holder claims few at a time, so it refills before the others run dry
+ANSWERS_PER_PASS = 200  # a pass ends after this many, so a stop request or the lease renewal comes soon
 
 
 @dataclass(frozen=True)
@@ -138,13 +140,20 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
         services.engine, f"poll:{services.address}:{services.mailbox_name}",
         holder=services.worker_id, ttl=services.lease_ttl, now=now(),
     )
-    fetched: list[MailRef] = []
-    if polled:
-        batch = services.inbox.fetch_batch(services.batch_size)
+    seen: dict[MailRef, None] = {}  # every message looked at this pass, new or recorded before
+    new = 0
+
+    def fetch_and_record() -> None:
+        nonlocal new
+        batch = services.inbox.fetch_batch(services.batch_size, known=lambda refs: cases.recorded(services.engine, refs))
         intake_batch(services.engine, batch, own_address=services.address, now=now(), authserv_id=services.authserv_id)
-        fetched = [message.ref for message in batch]
-    statuses = answer_claimed(services, now=now)
-    acknowledged = acknowledge(services, fetched) if polled else 0
+        new += sum(not m.known for m in batch)
+        seen.update(dict.fromkeys(m.ref for m in batch))
+
+    if polled:
+        fetch_and_record()
+    statuses = answer_claimed(services, now=now, refill=fetch_and_record if polled else None)
+    acknowledged = acknowledge(services, list(seen)) if polled else 0
     if services.sender is not None:
         services.sender.wake()
         counts = {"sent": 0, "retry": 0, "failed": 0}
@@ -154,7 +163,7 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
             max_attempts=services.send_attempts, holder=services.worker_id,
         )
     return RunSummary(
-        fetched=len(fetched),
+        fetched=new,
         acknowledged=acknowledged,
         statuses=statuses,
         sent=counts["sent"],
@@ -182,12 +191,22 @@ def acknowledge(services: Services, refs: list[MailRef]) -> int:
     return len(ready)
 
 
-def answer_claimed(services: Services, *, now: Callable[[], datetime] = utcnow, limit: int = 200) -> dict[str, int]:
-    """Claim received cases and answer each; returns counts per resulting status."""
+def answer_claimed(
+    services: Services, *, now: Callable[[], datetime] = utcnow, limit: int = ANSWERS_PER_PASS,
+    refill: Callable[[], None] | None = None,
+) -> dict[str, int]:
+    """Claim received cases and answer each; returns counts per resulting status. The mailbox
+    lease holder passes `refill`: when fewer than half a batch of cases wait unclaimed, it
+    fetches and records the next batch before claiming again, so the other workers always
+    find cases to claim instead of idling while it fetches."""
     statuses: dict[str, int] = {}
+    first = True
     while True:
+        if refill is not None and not first and cases.waiting(services.engine, now=now()) < services.batch_size // 2:
+            refill()
+        first = False
         claimed = cases.claim_cases(
-            services.engine, holder=services.worker_id, limit=min(limit, 50), ttl=CLAIM_TTL, now=now()
+            services.engine, holder=services.worker_id, limit=min(limit, HOLDER_CHUNK if refill else 50), ttl=CLAIM_TTL, now=now()
         )
         started: cases.Started | _NotStarted = NOT_STARTED
         for n, case_id in enumerate(claimed):

@@ -169,7 +169,7 @@ def test_database_down_aborts_the_poll_before_the_mailbox_changes() -> None:
     inbox.deliver(question())
     fetched: list[int] = []
     original = inbox.fetch_batch
-    inbox.fetch_batch = lambda limit: fetched.append(limit) or original(limit)  # type: ignore[method-assign]
+    inbox.fetch_batch = lambda limit, **kw: fetched.append(limit) or original(limit, **kw)  # type: ignore[method-assign]
     services = Services(engine=down, inbox=inbox, transport=MemoryTransport(), matcher=KeywordMatcher(),
                         address=ADDRESS)
     assert poll(services) is None  # logged and recorded as a failed poll, not raised

@@ -27,17 +27,23 @@ def test_a_backlog_larger_than_a_batch_is_answered_in_one_run(engine) -> None:
 
 
 def test_a_run_stops_between_passes_when_asked(engine) -> None:
-    services = _services(engine, 25)
+    services = _services(engine, 25, batch=20)
+    services.inbox.deliver(question("What is CPT 62311?", sender="late@clinic.example"))
     stop = threading.Event()
     stop.set()
     drain(services, stop=stop)
-    assert len(services.inbox.processed) == 10  # the pass under way finished; no other began
+    # A pass answers up to ANSWERS_PER_PASS, fetching the next batch whenever fewer than half a
+    # batch wait: it took everything here, and no second pass began after the stop.
+    assert len(services.inbox.processed) == 26 and len(services.transport.sent) == 26
 
 
 def test_passes_are_bounded(engine) -> None:
-    services = _services(engine, 25)
+    from consultant.pipeline import ANSWERS_PER_PASS
+
+    services = _services(engine, ANSWERS_PER_PASS * 2 + 5, batch=100)
     drain(services, max_passes=2)
-    assert len(services.inbox.processed) == 20
+    assert len(services.transport.sent) == ANSWERS_PER_PASS * 2  # two passes' worth, no more
+    assert len(services.inbox.messages) == 5  # every answered one acknowledged
 
 
 def test_a_quiet_mailbox_costs_one_pass(engine) -> None:
