@@ -107,8 +107,7 @@ class ImapInbox:
             _quietly_logout(client)
             raise MailboxError(f"IMAP login failed: {_describe(exc)}") from None
         try:
-            if not client.folder_exists(cfg.processed_folder):
-                client.create_folder(cfg.processed_folder)
+            _ensure_folder(client, cfg.processed_folder)
             self._select(client)
         except (OSError, IMAPClientError) as exc:
             _quietly_logout(client)
@@ -203,6 +202,17 @@ class ImapInbox:
             client.append(folder or self.config.folder, to_bytes(raw))
         except (OSError, IMAPClientError) as exc:
             raise self._fail("append", exc) from None
+
+
+def _ensure_folder(client: IMAPClient, name: str) -> None:
+    """Create `name` unless it exists; a worker starting beside us may create it first."""
+    if client.folder_exists(name):
+        return
+    try:
+        client.create_folder(name)
+    except IMAPClientError:
+        if not client.folder_exists(name):  # ALREADYEXISTS from a race is fine; anything else is not
+            raise
 
 
 def _new_first(

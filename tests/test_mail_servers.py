@@ -136,3 +136,23 @@ def test_postgres_pipeline_with_dovecot(pg_engine, dovecot_server, smtp_sink) ->
     services.inbox.close()
     smtp_sink.wait_for(1)
     assert len(smtp_sink.messages) == 1
+
+
+def test_workers_starting_together_may_both_create_the_processed_folder(imap_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found by the 4-process quota test: two workers saw no Processed folder, both created it,
+    and the second one's ALREADYEXISTS stopped it at start-up. The race is forced here."""
+    from imapclient import IMAPClient
+
+    from consultant.inbox import ImapInbox
+
+    ImapInbox(imap_server).uidvalidity  # the first worker creates the folder
+    real_exists, calls = IMAPClient.folder_exists, []
+
+    def stale_first_look(self: IMAPClient, name: str) -> bool:
+        calls.append(name)
+        return len(calls) > 1 and real_exists(self, name)  # the first look predates the other's CREATE
+
+    monkeypatch.setattr(IMAPClient, "folder_exists", stale_first_look)
+    second = ImapInbox(imap_server)
+    assert second.uidvalidity  # it looked before the first one created it, then lost the race: still fine
+    second.close()
