@@ -1,9 +1,15 @@
-"""RECORD: the case table's writes: record a message, find it again, close it.
+"""RECORD: the case table: which messages are recorded, claims, attempts, closing.
 
 A case is keyed by (mailbox, UIDVALIDITY, UID); Message-ID plus a hash of
 the raw bytes is the second key, which stops a re-answer when the same
 message reappears under new UIDs (a UIDVALIDITY reset, a copy back into the
-inbox). Every message is recorded before anything is sent.
+inbox; `intake.py` checks it for a whole batch). Every message is recorded
+before anything is sent.
+
+Answering a claimed case is `start_attempt` (a mark committed before the
+work, so a case that kills its workers is found out: D03) and
+`finish_attempt` (the closing UPDATE holds only while the claim is still
+ours). The statements on this path are built once, with bind parameters.
 
 Answering is shared out by claims: `claim_cases` marks up to N `received`
 cases as this worker's for a while, in one statement (`FOR UPDATE SKIP
@@ -59,30 +65,6 @@ def waiting(engine: Engine, *, now: datetime) -> int:
     """Received cases no worker holds: the answering backlog."""
     with engine.connect() as conn:
         return conn.execute(_WAITING, {"p_now": now}).scalar_one()
-
-
-def find_case(session: Session, ref: MailRef) -> Case | None:
-    return session.exec(
-        select(Case).where(Case.mailbox == ref.mailbox, Case.uidvalidity == ref.uidvalidity, Case.uid == ref.uid)
-    ).first()
-
-
-def find_duplicate(session: Session, *, message_id: str, content_hash: str, ref: MailRef) -> Case | None:
-    """An earlier, finished case for the very same message under another key.
-
-    Same Message-ID and same bytes; without a Message-ID, the same bytes alone (P04).
-    """
-    if not content_hash:
-        return None
-    return session.exec(
-        select(Case)
-        .where(
-            Case.message_id == message_id,
-            Case.content_hash == content_hash,
-            Case.status.in_([s.value for s in FINISHED]),  # type: ignore[attr-defined]
-        )
-        .where((Case.mailbox != ref.mailbox) | (Case.uidvalidity != ref.uidvalidity) | (Case.uid != ref.uid))
-    ).first()
 
 
 def record_case(
@@ -253,11 +235,6 @@ def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now:
     return claim_rows(
         engine, Case, Case.status == CaseStatus.received, holder=holder, limit=limit, ttl=ttl, now=now
     )
-
-
-def still_mine(case: Case, *, holder: str, now: datetime) -> bool:
-    """The claim is ours and unexpired, and the case still waits for an answer (fencing)."""
-    return _claim_holds(case.status, case.claimed_by, case.claimed_until, holder=holder, now=now)
 
 
 def _claim_holds(status: str, claimed_by: str | None, claimed_until: datetime | None, *, holder: str,

@@ -271,23 +271,20 @@ def _answer_one(
 
 
 def _target(question: Question) -> ReplyTarget:
-    return ReplyTarget(
-        to=question.sender,
-        subject=question.subject,
-        message_id=question.message_id,
-        references=question.references,
-        name=first_name(question.sender_name),
-    )
+    return _reply_target(question.sender, question.subject, question.message_id, question.references,
+                         question.sender_name)
 
 
 def _target_of(attempt: cases.Attempt) -> ReplyTarget:
-    return ReplyTarget(
-        to=attempt.sender,
-        subject=attempt.subject,
-        message_id=attempt.message_id,
-        references=attempt.reference_ids,
-        name=first_name(attempt.sender_name),
-    )
+    return _reply_target(attempt.sender, attempt.subject, attempt.message_id, attempt.reference_ids,
+                         attempt.sender_name)
+
+
+def _reply_target(
+    sender: str, subject: str, message_id: str, references: tuple[str, ...], sender_name: str
+) -> ReplyTarget:
+    return ReplyTarget(to=sender, subject=subject, message_id=message_id, references=references,
+                       name=first_name(sender_name))
 
 
 def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, result: MatchResult, *,

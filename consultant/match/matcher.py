@@ -39,7 +39,7 @@ from consultant.match.rules import (
     same_category_allowed,
     with_symptom_sibling,
 )
-from consultant.match.search import Hit, make_query, search
+from consultant.match.search import Hit, Query, make_query, search
 from consultant.match.text import STOPWORDS, stem, tokenize, words
 
 MAX_CODES = 15
@@ -619,10 +619,7 @@ class CodeMatcher:
         # secondary glaucoma)
         light = SIDE_ORGANS if SIDES.intersection(tokens) else ()
         query = make_query(self.index, tokens, neg=sorted(neg_ids), group=group, ext=ext, light=light)
-        key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
-        hits = self._cache.get(key)
-        if hits is None:
-            hits = self._cache[key] = search(self.index, query, limit=limit)
+        hits = self._search_once(query, limit)
         if context is not None:
             hits = self._in_context(hits, context)
         sides = SIDES.intersection(tokens)
@@ -632,6 +629,14 @@ class CodeMatcher:
             hits = self._unstated_kind(hits, tokens, neg_ids, group, ext, context, limit)
         elif not sides and group == DX:
             hits = self._unstated_side(hits)
+        return hits
+
+    def _search_once(self, query: Query, limit: int) -> list[Hit]:
+        """`search`, run once per question for a query the question repeats."""
+        key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
+        hits = self._cache.get(key)
+        if hits is None:
+            hits = self._cache[key] = search(self.index, query, limit=limit)
         return hits
 
     def _unstated_kind(self, hits: list[Hit], tokens: list[str], neg_ids, group: str, ext, context,
@@ -657,10 +662,7 @@ class CodeMatcher:
         if not plain:
             return hits
         query = make_query(self.index, plain, neg=sorted(neg_ids), group=group, ext=ext)
-        key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
-        alt = self._cache.get(key)
-        if alt is None:
-            alt = self._cache[key] = search(self.index, query, limit=limit)
+        alt = self._search_once(query, limit)
         if context is not None:
             alt = self._in_context(alt, context)
         if not alt or alt[0].score < 0.6:
