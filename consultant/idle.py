@@ -54,6 +54,7 @@ class IdleWatcher(threading.Thread):
         self._stop_event = threading.Event()
         self.ready = threading.Event()  # set while an IDLE is running (tests and the bench wait on it)
         self._idled = False  # the current connection reached IDLE
+        self._failing = False  # the last attempt failed: say so when IDLE works again
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -73,6 +74,7 @@ class IdleWatcher(threading.Thread):
                     self.wake()
                     delay = RETRY_FIRST
                     continue
+                self._failing = True
                 log.warning("IMAP IDLE unavailable (%s); polling only, retrying in %.0f s",
                             type(exc).__name__, delay)
                 self._stop_event.wait(delay)
@@ -103,6 +105,9 @@ class IdleWatcher(threading.Thread):
         client.idle()
         self.ready.set()
         self._idled = True
+        if self._failing:
+            self._failing = False
+            log.info("IMAP IDLE works again on %r", self.config.folder)
         started = time.monotonic()
         while not self._stop_event.is_set() and time.monotonic() - started < self.renew_seconds:
             responses = client.idle_check(timeout=CHECK_SECONDS)

@@ -201,3 +201,32 @@ def test_the_watcher_comes_back_after_the_server_restarts(monkeypatch: pytest.Mo
         watcher.join(timeout=10)
         server.kill()
         server.wait(timeout=10)
+
+
+def test_the_watcher_says_when_idle_works_again(pymap_server: ImapConfig, caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure at start (seen once with the embedded pymap) is followed by a line saying IDLE is back."""
+    import logging
+
+    import consultant.idle as idle
+
+    monkeypatch.setattr(idle, "RETRY_FIRST", 0.5)
+    real_login, failed = IMAPClient.login, []
+
+    def login_once_refused(self: IMAPClient, user: str, password: str):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(True)
+            raise ConnectionError("refused once")
+        return real_login(self, user, password)
+
+    monkeypatch.setattr(IMAPClient, "login", login_once_refused)
+    caplog.set_level(logging.INFO, logger="consultant.idle")
+    watcher = IdleWatcher(pymap_server, lambda: None)
+    watcher.start()
+    try:
+        assert watcher.ready.wait(10)
+    finally:
+        watcher.stop()
+        watcher.join(timeout=10)
+    lines = [r.getMessage() for r in caplog.records if r.name == "consultant.idle"]
+    assert any("polling only" in line for line in lines) and any("works again" in line for line in lines)
