@@ -295,3 +295,31 @@ def test_dev_cases_are_billable_fy2026(db_url):
         for code in case["expected"] + case["must_not"] + case.get("acceptable", []):
             r = rows.get(code.replace(".", ""))
             assert r is not None and r.billable and r.status == "valid", (case["id"], code)
+
+
+def test_remembered_searches_give_the_same_answers(db_url, monkeypatch):
+    """The search memo carries across questions: a question answered after others (with a
+    memo small enough to evict) gets exactly the answer a fresh matcher gives it."""
+    from consultant.db import make_engine
+    from consultant.match import build_matcher
+    from consultant.match import matcher as matcher_module
+
+    texts = [
+        "72 yo with hypertension, CHF with reduced EF and CKD stage 3b. No diabetes.",
+        "dx code for HTN with CKD 3a?",
+        "type 2 diabetes with hyperglycemia and peripheral neuropathy",
+        "right collarbone broken, first time being seen for it",
+        "glaucoma in both eyes",
+        "HTN",
+        "Is E11.9 still valid?",
+    ]
+    monkeypatch.setattr(matcher_module, "SEARCH_MEMO", 5)
+    engine = make_engine(db_url)
+    warm = build_matcher(engine)
+    first = [warm.match(t) for t in texts]
+    again = [warm.match(t) for t in reversed(texts)][::-1]
+    assert len(warm._searches) <= 5
+    for text, a, b in zip(texts, first, again):
+        fresh = build_matcher(engine).match(text)
+        assert a == fresh and b == fresh, text
+        assert fresh.codes, text

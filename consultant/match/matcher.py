@@ -15,6 +15,7 @@ Order of work for one question:
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from consultant.match.base import Finding, MatchResult, Suggestion
@@ -43,6 +44,12 @@ from consultant.match.search import Hit, Query, make_query, search
 from consultant.match.text import STOPWORDS, stem, tokenize, words
 
 MAX_CODES = 15
+# Searches remembered across questions. A search's result depends only on its
+# query (token weights, negated and 7th-character tokens, group, limit) and the
+# index, so a remembered one is exactly what `search` would return; the same
+# findings ("hypertension", "type 2 diabetes") come back question after
+# question. 4,096 results are a few MB; the key holds token ids, never text.
+SEARCH_MEMO = 4096
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
 SIDES = frozenset({"right", "left", "bilateral"})
@@ -188,7 +195,7 @@ class CodeMatcher:
         self.index = index
         self.lexicon = lexicon
         self._side_cache: dict[tuple[int, str], int | None] = {}
-        self._cache: dict = {}
+        self._searches: OrderedDict = OrderedDict()  # see SEARCH_MEMO
         self._titles: dict[int, list[tuple[str, int]]] = {}
         self._row_flags = bytearray(len(index))  # see _flags
 
@@ -196,8 +203,7 @@ class CodeMatcher:
 
     def match(self, text: str) -> MatchResult:
         text = text or ""
-        self._cache = {}  # searches repeated within one question are answered once
-        self._titles = {}  # and titles read once
+        self._titles = {}  # titles read once per question
         mentions = find_mentions(text)
         explicit = self._explicit(mentions, text)
         free_text = _strip_mentions(text, mentions)
@@ -631,12 +637,17 @@ class CodeMatcher:
             hits = self._unstated_side(hits)
         return hits
 
-    def _search_once(self, query: Query, limit: int) -> list[Hit]:
-        """`search`, run once per question for a query the question repeats."""
+    def _search_once(self, query: Query, limit: int) -> tuple[Hit, ...]:
+        """`search`, run once for a query asked before (in this question or a recent one)."""
         key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
-        hits = self._cache.get(key)
+        memo = self._searches
+        hits = memo.get(key)
         if hits is None:
-            hits = self._cache[key] = search(self.index, query, limit=limit)
+            hits = memo[key] = tuple(search(self.index, query, limit=limit))
+            if len(memo) > SEARCH_MEMO:
+                memo.popitem(last=False)
+        else:
+            memo.move_to_end(key)
         return hits
 
     def _unstated_kind(self, hits: list[Hit], tokens: list[str], neg_ids, group: str, ext, context,
