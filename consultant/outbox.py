@@ -247,18 +247,25 @@ def deliver_pending(
     claimed = claim_outbox(engine, holder=holder, limit=limit, now=now)
     if not claimed:
         return counts
+    accepted: _Accepted | None = None  # the server took it; marked sent with the next row's start
     try:
         for done, outbox_id in enumerate(claimed):
-            outcome = _deliver_one(engine, transport, outbox_id, sender=sender, now=now,
-                                   max_attempts=max_attempts, holder=holder)
+            outcome, accepted = _deliver_one(engine, transport, outbox_id, sender=sender, now=now,
+                                             max_attempts=max_attempts, holder=holder, accepted=accepted)
             if outcome == "unavailable":
                 counts["retry"] += 1
                 release_outbox_claims(engine, claimed[done + 1:], holder=holder)
                 break
             counts[outcome] += 1
     finally:
-        if not keep_open:
-            transport.close()
+        try:
+            if accepted is not None:
+                with engine.begin() as conn:
+                    _mark_sent(conn, accepted, now)
+                _sent(accepted)
+        finally:
+            if not keep_open:
+                transport.close()
     return counts
 
 
@@ -364,49 +371,71 @@ _CASE_REPLIED = update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.replie
 )
 
 
+@dataclass(frozen=True)
+class _Accepted:
+    """A message the SMTP server accepted, not yet marked sent."""
+
+    outbox_id: int
+    case_id: int | None
+
+
 def _deliver_one(
-    engine: Engine, transport: Transport, outbox_id: int, *, sender: str, now: datetime, max_attempts: int, holder: str
-) -> str:
-    # Two short Core transactions around the SMTP conversation (through the ORM they were
-    # most of the send stage's CPU): mark the row as being sent, then as sent.
+    engine: Engine, transport: Transport, outbox_id: int, *, sender: str, now: datetime, max_attempts: int,
+    holder: str, accepted: _Accepted | None = None,
+) -> tuple[str, _Accepted | None]:
+    """Send one claimed row. `accepted`, the message sent just before, is marked sent in the
+    transaction that marks this row as being sent: one commit per message instead of two.
+    The ambiguous window is unchanged: the earlier message is marked sent before this one's
+    SMTP conversation starts, and this one is marked as being sent before it does."""
     with engine.begin() as conn:
+        if accepted is not None:
+            _mark_sent(conn, accepted, now)
         row = conn.execute(_READ_FOR_SEND, {"p_id": outbox_id}).first()
-        if row is None or row.status != OutboxStatus.pending or row.claimed_by != holder:
-            return "skipped"
-        if row.sending_since is not None and row.case_id is not None:
-            # An earlier attempt died after handing the message to SMTP but before
-            # recording the outcome: the server may have it. Resend the identical
-            # message (same Message-ID) once, and say so on the case.
-            _flag_case(conn, row.case_id, "resent_after_crash")
-        conn.execute(_MARK_SENDING, {"p_id": outbox_id, "p_now": now})
-        raw, recipient = row.raw, row.recipient
+        mine = row is not None and row.status == OutboxStatus.pending and row.claimed_by == holder
+        if mine:
+            if row.sending_since is not None and row.case_id is not None:
+                # An earlier attempt died after handing the message to SMTP but before
+                # recording the outcome: the server may have it. Resend the identical
+                # message (same Message-ID) once, and say so on the case.
+                _flag_case(conn, row.case_id, "resent_after_crash")
+            conn.execute(_MARK_SENDING, {"p_id": outbox_id, "p_now": now})
+    if accepted is not None:
+        _sent(accepted)
+    if not mine:
+        return "skipped", None
     try:
-        transport.send(raw, sender=sender, recipients=[recipient])
+        transport.send(row.raw, sender=sender, recipients=[row.recipient])
     except SmtpUnavailable as exc:
         _record_failure(engine, outbox_id, str(exc), now=now, permanent=False, max_attempts=max_attempts)
         log.warning("outbox %s: SMTP unavailable; sending paused until the next poll", outbox_id)
-        return "unavailable"
+        return "unavailable", None
     except AmbiguousSendError as exc:
         outcome = _record_failure(engine, outbox_id, str(exc), now=now, permanent=False,
                                   max_attempts=max_attempts, ambiguous=True)
         log.warning("outbox %s: no reply after the message was sent; will resend the same message", outbox_id)
-        return outcome
+        return outcome, None
     except PermanentSendError as exc:
         _record_failure(engine, outbox_id, str(exc), now=now, permanent=True, max_attempts=max_attempts)
         log.warning("outbox %s: permanent send failure", outbox_id)
-        return "failed"
+        return "failed", None
     except SendError as exc:
         outcome = _record_failure(engine, outbox_id, str(exc), now=now, permanent=False, max_attempts=max_attempts)
         log.info("outbox %s: send failed, %s", outbox_id, outcome)
-        return outcome
+        return outcome, None
     crash_point("after_smtp_accept")
-    with engine.begin() as conn:
-        conn.execute(_MARK_SENT, {"p_id": outbox_id, "p_now": now})
-        if row.case_id is not None:
-            conn.execute(_CASE_REPLIED, {"p_id": row.case_id, "p_now": now})
+    return "sent", _Accepted(outbox_id, row.case_id)
+
+
+def _mark_sent(conn: Connection, accepted: _Accepted, now: datetime) -> None:
+    conn.execute(_MARK_SENT, {"p_id": accepted.outbox_id, "p_now": now})
+    if accepted.case_id is not None:
+        conn.execute(_CASE_REPLIED, {"p_id": accepted.case_id, "p_now": now})
+
+
+def _sent(accepted: _Accepted) -> None:
+    """After the commit that marked it sent."""
     crash_point("after_mark_sent")
-    log.info("outbox %s: sent", outbox_id)
-    return "sent"
+    log.info("outbox %s: sent", accepted.outbox_id)
 
 
 def _flag_case(conn: Connection, case_id: int, flag: str) -> None:

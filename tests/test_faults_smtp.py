@@ -209,3 +209,34 @@ def test_login_refused_pauses_sending_and_keeps_the_outbox(engine) -> None:  # t
         fixed = transport(guarded.port, user="consultant", password="right")
         assert drain_at(engine, fixed, NOW + timedelta(hours=1))["sent"] == 2
         assert len(guarded.messages) == 2
+
+
+# -- the ambiguous window: one message at a time, whatever the drain groups --------------------
+def test_each_message_is_marked_sending_before_and_the_one_before_sent_by_then(engine) -> None:  # type: ignore[no-untyped-def]
+    """The drain marks the previous message sent in the transaction that starts the next one;
+    at every hand-off to SMTP exactly one row is `sending` and every earlier one is `sent`, so
+    a crash can leave at most one message whose fate the server alone knows."""
+    from consultant.outbox import MemoryTransport, SmtpUnavailable
+
+    class Watching(MemoryTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[list[tuple[str, bool]]] = []
+
+        def send(self, raw: bytes, *, sender: str, recipients: list[str]) -> None:
+            self.seen.append([(r.status.value, r.sending_since is not None) for r in rows(engine)])
+            super().send(raw, sender=sender, recipients=recipients)
+
+    watching = Watching()
+    watching.fail_with = SmtpUnavailable("not yet")
+    answer(engine, watching, "a@clinic.example", "b@clinic.example", "c@clinic.example")  # queued, not sent
+    watching.fail_with, watching.seen = None, []
+    counts = drain_at(engine, watching, NOW + timedelta(hours=1))
+    assert counts["sent"] == 3
+    assert watching.seen == [
+        [("pending", True), ("pending", False), ("pending", False)],
+        [("sent", False), ("pending", True), ("pending", False)],
+        [("sent", False), ("sent", False), ("pending", True)],
+    ]
+    assert [(r.status, r.sending_since) for r in rows(engine)] == [(OutboxStatus.sent, None)] * 3
+    assert all(c.replied_at is not None for c in cases(engine))
