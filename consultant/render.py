@@ -88,6 +88,7 @@ def template_environment(path: str | None = None) -> Environment:
         undefined=StrictUndefined,
         trim_blocks=False,
         keep_trailing_newline=True,
+        auto_reload=False,  # shipped templates: no stat() of both files for every reply
     )
 
 

@@ -48,8 +48,9 @@ MAX_CODES = 15
 # query (token weights, negated and 7th-character tokens, group, limit) and the
 # index, so a remembered one is exactly what `search` would return; the same
 # findings ("hypertension", "type 2 diabetes") come back question after
-# question. 4,096 results are a few MB; the key holds token ids, never text.
-SEARCH_MEMO = 4096
+# question. 2,048 results hold about 16 MB (4,096 would add a tenth to a
+# worker's memory for 4 points more of hits); the key holds token ids, never text.
+SEARCH_MEMO = 2048
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
 SIDES = frozenset({"right", "left", "bilateral"})

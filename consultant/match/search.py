@@ -50,7 +50,7 @@ class Query:
     ext: frozenset[int] = frozenset()  # token ids used only to pick a 7th character
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: the matcher remembers searches (matcher.SEARCH_MEMO)
 class Hit:
     row: int  # the reportable code (family resolved to one member)
     score: float
@@ -257,6 +257,7 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
     ranked = np.lexsort((first_j, -final))[: max(limit, 1)]
     chosen = best_j[ranked]
     hits: list[Hit] = []
+    shared: dict[frozenset[int], frozenset[int]] = {}  # hits of one search mostly explain the same words
     for g, j, score_t, target_t, explained, is_alias, dcov_t in zip(
         ranked.tolist(), chosen.tolist(), final[ranked].tolist(), target[chosen].tolist(),
         matched_q[chosen].tolist(), alias[chosen].tolist(), dcov[chosen].tolist(),
@@ -266,6 +267,7 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
             matched = frozenset(hit_tokens(j))
         else:
             matched, explained = union
+        matched = shared.setdefault(matched, matched)
         if target_t >= 0:
             row = target_t
         else:
@@ -340,8 +342,10 @@ def _search_loop(
                 best[target] = ((score - credit) * gain + credit, d, union_tokens, union, credit, dcov)
     ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
     hits: list[Hit] = []
+    shared: dict[frozenset[int], frozenset[int]] = {}
     for target, (score, d, matched, explained, _, dcov) in ranked:
         matched = frozenset(matched)
+        matched = shared.setdefault(matched, matched)
         if target >= 0:
             row = target
         else:
