@@ -15,7 +15,8 @@ every `renew_seconds` (default 5 minutes); a connection that died silently
 fails there at the latest. A server that closes the connection is noticed
 within a second (imapclient's `idle_check` hides the end of file, so the
 watcher looks at the socket itself), and the watcher wakes a poll (mail may
-have come unseen) and reconnects. A refused login or a server without the
+have come unseen) and reconnects; so it does when a response reaches it in
+pieces, which imaplib refuses while idle_check reads without waiting. A refused login or a server without the
 IDLE capability is logged in one line and retried with a growing delay (5 s
 to 5 minutes); the scheduled polls go on regardless, so IDLE can only make
 answers faster, never stop them.
@@ -23,6 +24,7 @@ answers faster, never stop them.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import select
 import ssl
@@ -66,6 +68,10 @@ class IdleWatcher(threading.Thread):
             connected_at = time.monotonic()
             try:
                 self._watch()
+            except _SplitLine:
+                log.info("IMAP IDLE: a response came in pieces; woke a poll and reconnecting")
+                delay = RETRY_FIRST
+                continue
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any server trouble
                 self.ready.clear()
                 if self._idled and time.monotonic() - connected_at > STEADY_SECONDS:
@@ -110,12 +116,25 @@ class IdleWatcher(threading.Thread):
             log.info("IMAP IDLE works again on %r", self.config.folder)
         started = time.monotonic()
         while not self._stop_event.is_set() and time.monotonic() - started < self.renew_seconds:
-            responses = client.idle_check(timeout=CHECK_SECONDS)
+            try:
+                responses = client.idle_check(timeout=CHECK_SECONDS)
+            except imaplib.IMAP4.abort as exc:
+                if "unterminated line" not in str(exc):
+                    raise
+                # idle_check reads without waiting, and imaplib refuses a line that has not
+                # all arrived yet ("* 1 FETCH (" ...): pymap sends its responses to new mail in
+                # pieces. The lines read with it are lost: take it as new mail, start afresh.
+                self.wake()
+                raise _SplitLine from exc
             if any(len(r) > 1 and r[1] in _NEW_MAIL for r in responses):
                 self.wake()
             elif not responses and _still_readable(client):
                 raise ConnectionError("the server closed the IDLE connection")
         client.idle_done()
+
+
+class _SplitLine(Exception):
+    """idle_check met a response line that had only partly arrived; the connection's state is lost."""
 
 
 def _still_readable(client: IMAPClient) -> bool:

@@ -79,6 +79,50 @@ def test_a_watcher_that_cannot_log_in_keeps_trying_quietly(pymap_server: ImapCon
     assert lines and all("polling only" in line and "wrong" not in line for line in lines)
 
 
+def test_a_response_in_pieces_wakes_a_poll_and_reconnects_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pymap writes its responses to new mail in pieces; imaplib refuses a line that has only
+    partly arrived while idle_check reads without waiting. The lines read with it (the EXISTS)
+    are lost, so the watcher wakes a poll and starts a new connection, without the 5 s pause
+    of a failure (the cause of a flaky miss of this suite's pymap test)."""
+    import imaplib
+
+    from consultant import idle
+
+    connections: list[str] = []
+
+    class SplittingClient:
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            connections.append("connect")
+
+        def login(self, *_args: object) -> None: ...
+        def has_capability(self, _name: str) -> bool: return True
+        def select_folder(self, *_args: object, **_kwargs: object) -> None: ...
+        def idle(self) -> None: ...
+        def idle_done(self) -> None: ...
+        def logout(self) -> None: ...
+
+        def idle_check(self, timeout: float) -> list:
+            if len(connections) == 1:
+                raise imaplib.IMAP4.abort("socket error: unterminated line: b'* 1 FETCH ('")
+            time.sleep(timeout)
+            return []
+
+    monkeypatch.setattr(idle, "IMAPClient", SplittingClient)
+    monkeypatch.setattr(idle, "_still_readable", lambda _client: False)
+    woken = threading.Event()
+    watcher = IdleWatcher(ImapConfig(host="127.0.0.1", port=1, user="u", password="p", use_ssl=False), woken.set)
+    watcher.start()
+    try:
+        assert woken.wait(2), "the lost lines did not wake a poll"
+        deadline = time.monotonic() + 2
+        while len(connections) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(connections) == 2 and watcher.ready.wait(2)  # back in IDLE well before the 5 s retry
+    finally:
+        watcher.stop()
+        watcher.join(timeout=5)
+
+
 class FakeScheduler:
     def __init__(self) -> None:
         self.moved: list[str] = []
