@@ -3,10 +3,20 @@
 `make_engine` understands the two databases we support: a SQLite file (the
 embedded default) and PostgreSQL (`postgresql+psycopg://`). `migrate` brings
 the schema to the newest Alembic revision, creating it on first start.
+
+SQLite takes one writer at a time, and every transaction here begins
+IMMEDIATE (it takes the write lock at once). A writer that finds the lock
+taken is left by SQLite to sleep and retry (1, 2, 5, 10 ... ms): between the
+threads of one process (answering, and the background sender) those sleeps
+cost more than the transactions. So the threads of a process take turns on a
+Python lock first (`_WriterTurn`), which hands over at the commit; SQLite's
+own waiting is left to separate processes.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +32,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
+        turn = _WriterTurn()
+        engine = create_engine(url, echo=echo, connect_args={
+            "timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False, "factory": _turn_connection(turn),
+        })
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", lambda conn: _sqlite_begin_immediate(conn, turn))
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
 
@@ -40,10 +53,77 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
+
+
+class _WriterTurn:
+    """One write transaction at a time among the threads of this process.
+
+    Taken before BEGIN IMMEDIATE, given back after COMMIT or ROLLBACK (by the
+    connection class below). A thread that already holds it (a transaction
+    begun inside another) does not wait for itself: SQLite decides, as it
+    would without the turn. Nor does anyone wait longer than SQLite would."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def take(self) -> bool:
+        me = threading.get_ident()
+        if self._owner == me or not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT):
+            return False
+        self._owner = me
+        return True
+
+    def give(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+def _turn_connection(turn: _WriterTurn) -> type[sqlite3.Connection]:
+    class TurnConnection(sqlite3.Connection):
+        """A sqlite3 connection that gives the writer's turn back when its transaction ends."""
+
+        holds_turn = False
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self._give_back()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self._give_back()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self._give_back()
+
+        def _give_back(self) -> None:
+            if self.holds_turn:
+                self.holds_turn = False
+                turn.give()
+
+    return TurnConnection
+
+
+def _sqlite_begin_immediate(conn, turn: _WriterTurn) -> None:  # type: ignore[no-untyped-def]
     # SQLite ignores FOR UPDATE; an immediate transaction serialises writers,
     # which keeps claims and quota counts exact across worker processes.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    dbapi = conn.connection.driver_connection
+    held = turn.take()
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if held:
+            turn.give()
+        raise
+    dbapi.holds_turn = held
 
 
 def is_sqlite(engine: Engine) -> bool:
