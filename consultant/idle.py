@@ -74,6 +74,8 @@ class IdleWatcher(threading.Thread):
                 continue
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any server trouble
                 self.ready.clear()
+                if self._stop_event.is_set():
+                    return  # stopping: the connection was closed under it on purpose
                 if self._idled and time.monotonic() - connected_at > STEADY_SECONDS:
                     # it worked until now: mail may have come unseen; reconnect at once
                     log.info("IMAP IDLE connection lost (%s); reconnecting", type(exc).__name__)

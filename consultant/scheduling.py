@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -128,7 +129,7 @@ class Waker:
             if self._busy:
                 self._pending = True
                 return
-        self.scheduler.modify_job(self.job_id, next_run_time=datetime.now(timezone.utc) + self.DELAY)
+        self._poll_now()
 
     def enter(self) -> None:
         with self._lock:
@@ -145,7 +146,15 @@ class Waker:
             self._busy = False
             pending, self._pending = self._pending, False
         if pending:  # announced between the last check and now
+            self._poll_now()
+
+    def _poll_now(self) -> None:
+        if not self.scheduler.running:
+            return  # shutting down: mail that comes now waits for the next start
+        try:
             self.scheduler.modify_job(self.job_id, next_run_time=datetime.now(timezone.utc) + self.DELAY)
+        except JobLookupError:
+            pass  # the scheduler shut down between the check and the move
 
 
 def poll_backoff_until(services: Services, *, base: timedelta, cap: timedelta) -> datetime:
@@ -254,16 +263,12 @@ def run_forever(
         id="purge",
     )
 
-    def stop(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping after the current poll", signum)
-        stopping.set()
-        scheduler.shutdown(wait=False)
-
+    stop = Stopper(scheduler, stopping)
     signal.signal(signal.SIGTERM, stop)
     services.sender = start_background_sender(services)
     watcher = None
     if idle is not None and waker is not None:
-        watcher = IdleWatcher(idle, waker.wake)
+        watcher = stop.watcher = IdleWatcher(idle, waker.wake)
         watcher.start()
     try:
         scheduler.start()
@@ -273,6 +278,26 @@ def run_forever(
         if watcher is not None:
             watcher.stop()
         services.sender.stop()
+
+
+class Stopper:
+    """The SIGTERM handler: stop after the current poll, once. A second signal is common (a
+    terminal's Ctrl-C and `timeout` signal the whole process group as well as the process)
+    and must not shut the scheduler down twice, which raises."""
+
+    def __init__(self, scheduler: BaseScheduler, stopping: threading.Event) -> None:
+        self.scheduler = scheduler
+        self.stopping = stopping
+        self.watcher: IdleWatcher | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.stopping.is_set():
+            return
+        log.info("signal %s: stopping after the current poll", signum)
+        self.stopping.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.scheduler.shutdown(wait=False)
 
 
 # How long a thread that wants the interpreter waits before the running one must let go

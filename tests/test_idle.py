@@ -124,6 +124,8 @@ def test_a_response_in_pieces_wakes_a_poll_and_reconnects_at_once(monkeypatch: p
 
 
 class FakeScheduler:
+    running = True
+
     def __init__(self) -> None:
         self.moved: list[str] = []
 
@@ -203,6 +205,64 @@ def test_a_question_is_answered_at_once_with_idle(idle: bool, dovecot_server: Im
         assert waited < 6.0
     else:
         assert smtp_sink.messages == []  # the control: without IDLE it waits for the 300 s poll
+
+
+def test_a_wake_after_shutdown_does_nothing() -> None:
+    """The IDLE connection breaks as the service stops (the embedded server stops with it): the
+    watcher's last wake must not raise in its thread."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(lambda: None, "interval", seconds=300, id="poll")
+    scheduler.start()
+    waker = Waker(scheduler)
+    waker.wake()
+    assert scheduler.get_job("poll").next_run_time is not None
+    scheduler.shutdown(wait=False)
+    waker.wake()  # no JobLookupError
+    waker.enter()
+    waker.wake()
+    waker.leave()  # nor here
+
+
+def test_the_stop_handler_stops_once() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from consultant.scheduling import Stopper
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.start()
+    stopping = threading.Event()
+    stop = Stopper(scheduler, stopping)
+    stop(15, None)
+    stop(15, None)  # shutting a stopped scheduler down again would raise SchedulerNotRunningError
+    assert stopping.is_set() and not scheduler.running
+
+
+def test_a_second_sigterm_stops_the_worker_as_cleanly_as_one(dovecot_server: ImapConfig, smtp_sink,  # type: ignore[no-untyped-def]
+                                                              tmp_path: Path) -> None:
+    """`timeout` and a terminal's Ctrl-C signal the whole process group, so the worker may get
+    SIGTERM twice: it stops once and writes no traceback."""
+    import signal
+
+    from tests.crash_harness import sqlite_database
+
+    env = _worker_env(dovecot_server, smtp_sink.port, sqlite_database(tmp_path), tmp_path / "index", idle=True)
+    env["CONSULTANT_LOG_LEVEL"] = "INFO"
+    worker = subprocess.Popen([sys.executable, "-m", "consultant", "run"], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert worker.stderr is not None
+    for line in worker.stderr:
+        if line.startswith("Polling every"):
+            break
+    time.sleep(1.5)  # the watcher is in IDLE
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.05)  # handled one by one (two signals sent at once may arrive as one)
+    worker.send_signal(signal.SIGTERM)
+    rest = worker.stderr.read()
+    # 0, or the second signal met the interpreter's own exit (its handlers are reset by then)
+    assert worker.wait(timeout=30) in (0, -signal.SIGTERM), rest
+    assert "Traceback" not in rest and rest.count("stopping after the current poll") == 1, rest
 
 
 def _start_pymap(port: int) -> subprocess.Popen:
