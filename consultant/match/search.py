@@ -267,16 +267,22 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
             matched = frozenset(hit_tokens(j))
         else:
             matched, explained = union
-        matched = shared.setdefault(matched, matched)
-        if target_t >= 0:
-            row = target_t
-        else:
-            row, bonus = _pick_member(index, -target_t - 1, query, matched, ext_weights, q_total)
-            score_t += bonus
-        hits.append(Hit(row=row, score=round(min(score_t, 1.0), 4), matched=matched, alias=is_alias,
-                        explained=explained, dcov=round(dcov_t, 4)))
+        hits.append(_hit(index, query, target_t, score_t, shared.setdefault(matched, matched), alias=is_alias,
+                         explained=explained, dcov=dcov_t, ext_weights=ext_weights, q_total=q_total))
     hits.sort(key=lambda h: -h.score)
     return hits
+
+
+def _hit(index: CodeIndex, query: Query, target: int, score: float, matched: frozenset[int], *, alias: bool,
+         explained: float, dcov: float, ext_weights: dict[int, float], q_total: float) -> Hit:
+    """A ranked document as a hit; a 7th-character family (target < 0) resolved to one member."""
+    if target >= 0:
+        row = target
+    else:
+        row, bonus = _pick_member(index, -target - 1, query, matched, ext_weights, q_total)
+        score += bonus
+    return Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=alias, explained=explained,
+               dcov=round(dcov, 4))
 
 
 def _search_loop(
@@ -345,14 +351,8 @@ def _search_loop(
     shared: dict[frozenset[int], frozenset[int]] = {}
     for target, (score, d, matched, explained, _, dcov) in ranked:
         matched = frozenset(matched)
-        matched = shared.setdefault(matched, matched)
-        if target >= 0:
-            row = target
-        else:
-            row, bonus = _pick_member(index, -target - 1, query, matched, ext_weights, q_total)
-            score += bonus
-        hits.append(Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=bool(doc_alias[d]),
-                        explained=explained, dcov=round(dcov, 4)))
+        hits.append(_hit(index, query, target, score, shared.setdefault(matched, matched), alias=bool(doc_alias[d]),
+                         explained=explained, dcov=dcov, ext_weights=ext_weights, q_total=q_total))
         if len(hits) >= limit:
             break
     hits.sort(key=lambda h: -h.score)
