@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,27 +87,21 @@ def _turn_connection(turn: _WriterTurn) -> type[sqlite3.Connection]:
         holds_turn = False
 
         def commit(self) -> None:
-            try:
-                super().commit()
-            finally:
-                self._give_back()
+            self._ending(super().commit)
 
         def rollback(self) -> None:
-            try:
-                super().rollback()
-            finally:
-                self._give_back()
+            self._ending(super().rollback)
 
         def close(self) -> None:
-            try:
-                super().close()
-            finally:
-                self._give_back()
+            self._ending(super().close)
 
-        def _give_back(self) -> None:
-            if self.holds_turn:
-                self.holds_turn = False
-                turn.give()
+        def _ending(self, end: Callable[[], None]) -> None:
+            try:
+                end()
+            finally:
+                if self.holds_turn:
+                    self.holds_turn = False
+                    turn.give()
 
     return TurnConnection
 

@@ -16,10 +16,10 @@ fails there at the latest. A server that closes the connection is noticed
 within a second (imapclient's `idle_check` hides the end of file, so the
 watcher looks at the socket itself), and the watcher wakes a poll (mail may
 have come unseen) and reconnects; so it does when a response reaches it in
-pieces, which imaplib refuses while idle_check reads without waiting. A refused login or a server without the
-IDLE capability is logged in one line and retried with a growing delay (5 s
-to 5 minutes); the scheduled polls go on regardless, so IDLE can only make
-answers faster, never stop them.
+pieces, which imaplib refuses while idle_check reads without waiting. A
+refused login or a server without the IDLE capability is logged in one line
+and retried with a growing delay (5 s to 5 minutes); the scheduled polls go
+on regardless, so IDLE can only make answers faster, never stop them.
 """
 
 from __future__ import annotations

@@ -266,17 +266,16 @@ def run_forever(
     stop = Stopper(scheduler, stopping)
     signal.signal(signal.SIGTERM, stop)
     services.sender = start_background_sender(services)
-    watcher = None
     if idle is not None and waker is not None:
-        watcher = stop.watcher = IdleWatcher(idle, waker.wake)
-        watcher.start()
+        stop.watcher = IdleWatcher(idle, waker.wake)
+        stop.watcher.start()
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        if watcher is not None:
-            watcher.stop()
+        if stop.watcher is not None:
+            stop.watcher.stop()
         services.sender.stop()
 
 
