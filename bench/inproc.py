@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import corpus, servers  # noqa: E402
-from consultant.db import make_engine, migrate  # noqa: E402
+from consultant.db import WalCheckpointer, make_engine, migrate  # noqa: E402
 from consultant.inbox import MemoryInbox  # noqa: E402
 from consultant.match import build_matcher  # noqa: E402
 from consultant.match.base import MatchResult  # noqa: E402
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             engine=engine, inbox=inbox, transport=transport, matcher=matcher, address=ADDRESS,
             policy=QuotaPolicy(guest_answers=1_000_000), review=ReviewPolicy(),
         )
+        checkpoints = WalCheckpointer(engine).start()  # as `consultant run` does
         profiler = cProfile.Profile() if args.profile else None
         started_cpu, started = time.process_time(), time.monotonic()
         if profiler:
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             profiler.disable()
             profiler.dump_stats(str(args.profile))
         cpu, wall = time.process_time() - started_cpu, time.monotonic() - started
+        checkpoints.stop()
         print(f"{len(mail)} messages, {len(transport.sent)} replies: "
               f"{1000 * cpu / len(mail):.2f} ms CPU per message, {len(mail) / wall:.0f} msg/s"
               f"{' (matcher replayed)' if args.replay else ''}")

@@ -7,9 +7,10 @@ open_engine with migrations and the code check, check_mail, build_services)
 and then calls the scheduler's job body, `scheduling.poll`, back to back
 instead of every CONSULTANT_POLL_SECONDS: the bench measures what the
 pipeline can do, not how long the schedule waits. Replies go out on the
-background sender's thread, as in `consultant run`. A pass that found nothing
-to do waits 100 ms before the next one (a second worker that only answers
-would otherwise spend the CPU its partner needs on empty claim queries).
+background sender's thread, and the WAL checkpoint thread runs, as in
+`consultant run`. A pass that found nothing to do waits 100 ms before the
+next one (a second worker that only answers would otherwise spend the CPU
+its partner needs on empty claim queries).
 
 Protocol on stdin/stdout: prints `ready` once started, runs after a `go`
 line, stops after a `stop` line (or end of input), then prints one JSON line
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import sys
 import threading
@@ -31,6 +33,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (since start) of each live thread, by name, from /proc/self/task."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[thread.name] = round((int(fields[11]) + int(fields[12])) / tick, 2)
+    return seconds
+
+
 def wait_for(word: str) -> None:
     for line in sys.stdin:
         if line.strip() == word:
@@ -39,6 +55,7 @@ def wait_for(word: str) -> None:
 
 def main() -> int:
     from bench.procs import peak_rss_mb
+    from consultant.db import WalCheckpointer
     from consultant.pipeline import RunSummary
     from consultant.scheduling import poll, start_background_sender
     from consultant.services import build_services, check_mail, open_engine
@@ -50,6 +67,7 @@ def main() -> int:
     engine = open_engine(settings)
     check_mail(settings)
     services = build_services(settings, engine)
+    checkpoints = WalCheckpointer(engine).start()  # as `consultant run` does
     services.sender = start_background_sender(services)  # as `consultant run` does
     startup_cpu = cpu_seconds()
     print("ready", flush=True)
@@ -79,7 +97,9 @@ def main() -> int:
         else:
             busy_passes.append((summary.fetched, sum(summary.statuses.values()),
                                 round(time.monotonic() - pass_started, 3)))
+    threads_cpu = thread_cpu_seconds()
     services.sender.stop()
+    checkpoints.stop()
     totals["sent"] = services.sender.sent
     services.inbox.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -89,6 +109,7 @@ def main() -> int:
         "startup_cpu_s": round(startup_cpu, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime - startup_cpu, 3),
         "peak_rss_mb": peak_rss_mb(),
+        "thread_cpu_s": threads_cpu,
         "busy_passes": busy_passes,
     }), flush=True)
     return 0

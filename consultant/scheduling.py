@@ -7,7 +7,8 @@ at once until the backlog is gone (`drain`). Replies are sent by a
 `BackgroundSender` thread while the next questions are matched. With IMAP IDLE (`idle.py`,
 CONSULTANT_IMAP_IDLE) new mail wakes the poll job at once (`Waker`): a
 question is answered within a second instead of half a poll interval on
-average, and the interval becomes the fallback. SIGTERM and Ctrl-C stop it
+average, and the interval becomes the fallback. On SQLite a `WalCheckpointer`
+thread keeps the write-ahead log short, so commits do not stop to do it. SIGTERM and Ctrl-C stop it
 cleanly: the current poll finishes, then the process exits.
 
 With staff addresses set, a cron job queues the daily digest at
@@ -30,7 +31,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from consultant.db import session_scope
+from consultant.db import WalCheckpointer, session_scope
 from consultant.errors import ServiceError
 from consultant.idle import IdleWatcher
 from consultant.inbox import ImapConfig
@@ -265,6 +266,7 @@ def run_forever(
 
     stop = Stopper(scheduler, stopping)
     signal.signal(signal.SIGTERM, stop)
+    checkpoints = WalCheckpointer(services.engine).start()
     services.sender = start_background_sender(services)
     if idle is not None and waker is not None:
         stop.watcher = IdleWatcher(idle, waker.wake)
@@ -277,6 +279,7 @@ def run_forever(
         if stop.watcher is not None:
             stop.watcher.stop()
         services.sender.stop()
+        checkpoints.stop()
 
 
 class Stopper:
