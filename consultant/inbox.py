@@ -9,6 +9,14 @@ COPY + \\Deleted + EXPUNGE where the server has no MOVE (pymap).
 
 Every socket operation runs under a timeout; imaplib/socket errors become
 `MailboxError` at this boundary.
+
+A FETCH response that cannot be read (a server bug: an unbalanced quote or
+parenthesis; imapclient's `ProtocolError`) must not block the mailbox. The
+whole response was read before it failed to parse, so the connection is
+still in step: the batch is fetched again one message at a time, and a
+message whose own response still fails is handed on as `unreadable`, to be
+quarantined for staff (it stays on the server, in the processed folder)
+while the rest are answered.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
 from imapclient.util import to_bytes
 
 from consultant.errors import MailboxError
@@ -46,6 +54,7 @@ class FetchedMessage:
     size: int
     truncated: bool = False  # only the header was fetched (over the size cap)
     known: bool = False  # recorded before: no body fetched, listed so it is acknowledged once closed
+    unreadable: bool = False  # the server's response for it could not be parsed, alone or in its batch
 
 
 # Which of these refs are recorded already (cases.recorded); new mail behind them is fetched instead.
@@ -155,18 +164,22 @@ class ImapInbox:
                                    self._uidvalidity)
             if not uids:
                 return old
-            sizes = client.fetch(uids, ["RFC822.SIZE"])
-            small = [u for u in uids if sizes.get(u, {}).get(b"RFC822.SIZE", 0) <= self.config.max_message_bytes]
-            large = [u for u in uids if u not in set(small)]
-            bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
-            headers = client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+            unreadable: set[int] = set()
+            sizes = _fetch_each(client, uids, "RFC822.SIZE", unreadable)
+            small = [u for u in uids if u not in unreadable
+                     and sizes.get(u, {}).get(b"RFC822.SIZE", 0) <= self.config.max_message_bytes]
+            large = [u for u in uids if u not in unreadable and u not in set(small)]
+            bodies = _fetch_each(client, small, "BODY.PEEK[]", unreadable)
+            headers = _fetch_each(client, large, "BODY.PEEK[HEADER]", unreadable)
         except (OSError, IMAPClientError, socket.timeout) as exc:
             raise self._fail("fetch", exc) from None
         messages = []
         for uid in uids:
             size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
             ref = MailRef(self.config.folder, self._uidvalidity, uid)
-            if uid in bodies and b"BODY[]" in bodies[uid]:
+            if uid in unreadable:
+                messages.append(FetchedMessage(ref, b"", size, unreadable=True))
+            elif uid in bodies and b"BODY[]" in bodies[uid]:
                 messages.append(FetchedMessage(ref, bytes(bodies[uid][b"BODY[]"]), size))
             elif uid in headers and b"BODY[HEADER]" in headers[uid]:
                 messages.append(FetchedMessage(ref, bytes(headers[uid][b"BODY[HEADER]"]), size, truncated=True))
@@ -202,6 +215,25 @@ class ImapInbox:
             client.append(folder or self.config.folder, to_bytes(raw))
         except (OSError, IMAPClientError) as exc:
             raise self._fail("append", exc) from None
+
+
+def _fetch_each(client: IMAPClient, uids: list[int], item: str, unreadable: set[int]) -> dict:
+    """FETCH `item` for `uids` in one command; when the response cannot be parsed, one UID at a
+    time, adding those whose own response cannot be parsed either to `unreadable`."""
+    if not uids:
+        return {}
+    try:
+        return client.fetch(uids, [item])
+    except ProtocolError:
+        log.warning("IMAP: a FETCH response for %d messages could not be read; fetching them one by one", len(uids))
+    found: dict = {}
+    for uid in uids:
+        try:
+            found.update(client.fetch([uid], [item]))
+        except ProtocolError:
+            log.warning("uid %s: the server's FETCH response cannot be read; quarantined as unreadable", uid)
+            unreadable.add(uid)
+    return found
 
 
 def _ensure_folder(client: IMAPClient, name: str) -> None:

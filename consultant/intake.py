@@ -5,7 +5,8 @@ bytes alone, then the whole batch is recorded in one short transaction:
 
 * already known under this (mailbox, UIDVALIDITY, UID): nothing new;
 * oversized (only the header was fetched) or unparseable: `quarantined`
-  with the reason (too_large, unparseable, no_sender, ...);
+  with the reason (too_large, unparseable, no_sender, ...), and so is a
+  message whose FETCH response the server garbled (`unreadable`);
 * machine mail (bounces, auto-replies, lists, our own mail): `ignored`;
 * mail our receiving server says fails DMARC (or SPF without DKIM):
   `quarantined` as unauthenticated, never answered or charged;
@@ -122,6 +123,8 @@ def classify(message: FetchedMessage, *, own_address: str, authserv_id: str = ""
     ref = message.ref
     if message.truncated:
         return _Outcome(ref, CaseStatus.quarantined, "too_large")
+    if message.unreadable:  # the server's response was garbled: staff find it in the processed folder
+        return _Outcome(ref, CaseStatus.quarantined, "unreadable")
     try:
         question = parse_message(message.raw)
     except SenderError as exc:

@@ -8,6 +8,7 @@
         proxy.drop_reply_after(b"\r\n.\r\n")  # once the client sent this, close before the reply
         proxy.stall_reply_after(b"\r\n.\r\n") # ... or hold the reply back instead
         proxy.refuse()                        # accept, then close at once
+        proxy.garble(b"(UID 7 BODY[] ", b'(UID 7 BODY[] "')  # rewrite server bytes, every time
         proxy.heal()                          # back to a plain pipe
 
 A fault applies to connections opened after it is set and to the ones
@@ -30,10 +31,12 @@ CHUNK = 4096
 
 @dataclass
 class Fault:
-    kind: str = "none"  # none, cut, stall, delay, drop_reply, stall_reply, refuse
+    kind: str = "none"  # none, cut, stall, delay, drop_reply, stall_reply, refuse, garble
     after: int = 0  # cut / stall: server bytes let through first on each connection
     seconds: float = 0.0  # delay
-    marker: bytes = b""  # drop_reply / stall_reply: what the client sends before the reply we hit
+    marker: bytes = b""  # drop_reply / stall_reply: what the client sends before the reply we hit;
+    # garble: the server bytes replaced by `replacement`
+    replacement: bytes = b""
     once: bool = True
 
 
@@ -47,6 +50,7 @@ class _Link:
         self.down_bytes = 0
         self.tail = b""  # the last bytes the client sent, to spot a marker across chunks
         self.armed: Fault | None = None  # a reply fault waiting for the server's next bytes
+        self.held = b""  # garble: server bytes that may begin the marker, kept for the next chunk
         self.closed = threading.Event()
 
     def close(self) -> None:
@@ -108,6 +112,8 @@ class _Link:
                         self._hold(lambda: self.proxy.fault.kind == "stall")
                 elif fault.kind == "delay":
                     time.sleep(fault.seconds)
+                elif fault.kind == "garble":
+                    data = self._garble(fault, data)
                 if self.closed.is_set():
                     break
                 self.client.sendall(data)
@@ -115,6 +121,20 @@ class _Link:
         except OSError:
             pass
         self.close()
+
+    def _garble(self, fault: Fault, data: bytes) -> bytes:
+        """Replace the marker in the server's stream, across chunk boundaries: a chunk's end that
+        could begin the marker waits for the next chunk (a complete reply line never does)."""
+        data = self.held + data
+        if fault.marker in data:
+            self.proxy._fired(fault)
+            data = data.replace(fault.marker, fault.replacement)
+        self.held = b""
+        for k in range(min(len(fault.marker) - 1, len(data)), 0, -1):
+            if data.endswith(fault.marker[:k]):
+                data, self.held = data[:-k], data[-k:]
+                break
+        return data
 
     def _hold(self, still: Callable[[], bool]) -> None:
         while still() and not self.closed.is_set() and not self.proxy.stopped.is_set():
@@ -155,6 +175,9 @@ class FaultProxy:
 
     def stall_reply_after(self, marker: bytes, *, once: bool = True) -> None:
         self.fault = Fault("stall_reply", marker=marker, once=once)
+
+    def garble(self, marker: bytes, replacement: bytes) -> None:
+        self.fault = Fault("garble", marker=marker, replacement=replacement, once=False)
 
     def refuse(self, *, once: bool = False) -> None:
         self.fault = Fault("refuse", once=once)

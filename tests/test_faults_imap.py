@@ -325,6 +325,30 @@ def test_message_expunged_between_search_and_fetch_is_gone(engine, dovecot, sink
     assert summary.fetched == 1 and reply_targets(sink) == ["<stays@clinic.example>"]
 
 
+# -- I09: a FETCH response that cannot be parsed ----------------------------------------------
+def test_a_garbled_fetch_response_quarantines_that_message_and_the_rest_are_answered(  # type: ignore[no-untyped-def]
+        engine, dovecot, proxy, sink, caplog) -> None:
+    config = dovecot.config(port=proxy.port)
+    dovecot.append(*(question(f"What is CPT 62310? PHI-CANARY-{n}", sender=f"g{n}@clinic.example",
+                              message_id=f"<garbled-{n}@clinic.example>") for n in range(3)))
+    middle = dovecot.uids()[1]
+    # an unbalanced quote in the server's response for one message (imapclient: ProtocolError)
+    proxy.garble(f"(UID {middle} BODY[] ".encode(), f'(UID {middle} BODY[] "'.encode())
+    services = make_services(engine, config, sink.port)
+    summary = run_once(services)
+    services.inbox.close()
+
+    assert proxy.triggered >= 2  # in the batch, then alone
+    assert summary.fetched == 3
+    assert sorted(reply_targets(sink)) == ["<garbled-0@clinic.example>", "<garbled-2@clinic.example>"]
+    with Session(engine) as session:
+        by_uid = {c.uid: c for c in session.exec(select(Case)).all()}
+    assert (by_uid[middle].status, by_uid[middle].reason) == (CaseStatus.quarantined, "unreadable")
+    assert uids(dovecot.config()) == []  # nothing blocks the mailbox any more ...
+    assert middle in uids(dovecot.config(), "Processed")  # ... and the message is kept for staff
+    assert "PHI-CANARY" not in caplog.text
+
+
 def test_message_arriving_during_a_poll_is_taken_once(engine, dovecot, sink) -> None:  # type: ignore[no-untyped-def]
     config = dovecot.config()
     append(config, question("62310 first", sender="first@clinic.example"))
