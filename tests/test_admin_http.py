@@ -94,7 +94,8 @@ def state_of(admin: Admin) -> tuple:
             [(c.status, c.codes) for c in session.exec(select(Case))],
             [(o.status, o.message_id) for o in session.exec(select(Outbox))],
             [(a.email, a.tier, a.extra_answers, a.active) for a in session.exec(select(Account))],
-            [(e.action, e.detail) for e in session.exec(select(AuditEntry)) if e.action not in ("login", "logout")],
+            [(e.action, e.detail) for e in session.exec(select(AuditEntry))
+             if e.action not in ("login", "logout", "view")],
         )
 
 
@@ -228,7 +229,8 @@ def test_review_through_the_pages(admin: Admin) -> None:
         assert [o.status for o in session.exec(select(Outbox).order_by(Outbox.id))] == [
             OutboxStatus.cancelled, OutboxStatus.pending]
         assert session.get(Case, admin.held_id).status == CaseStatus.answered  # type: ignore[union-attr]
-        actions = [(e.actor, e.action) for e in session.exec(select(AuditEntry).where(AuditEntry.case_id.is_not(None)))]  # type: ignore[union-attr]
+        actions = [(e.actor, e.action) for e in session.exec(select(AuditEntry).where(  # views are audited too
+            AuditEntry.case_id.is_not(None), AuditEntry.action != "view"))]  # type: ignore[union-attr]
     assert actions == [(STAFF_EMAIL, "edit_codes"), (STAFF_EMAIL, "approve")]
     assert "edit codes" in page and "codes I10 -&gt; E11.9, 62321" in page
 
@@ -263,6 +265,24 @@ def test_the_reply_html_is_served_only_for_its_own_case(admin: Admin) -> None:
         reply_id = session.exec(select(Outbox.id)).one()
     assert admin.client.get(f"/cases/{admin.held_id + 1}/replies/{reply_id}.html").status_code == 404
     assert admin.client.get("/cases/999").status_code == 404
+
+
+def test_every_look_at_a_question_or_reply_is_audited(admin: Admin) -> None:
+    login(admin.client)
+    with Session(admin.engine) as session:  # type: ignore[arg-type]
+        reply_id = session.exec(select(Outbox.id)).one()
+    page = admin.client.get(f"/cases/{admin.held_id}")
+    assert page.status_code == 200
+    assert admin.client.get(f"/cases/{admin.held_id}/replies/{reply_id}.html").status_code == 200
+    assert admin.client.get("/cases/999").status_code == 404  # nothing there: nothing viewed
+    assert admin.client.get(f"/cases/{admin.held_id}/replies/{reply_id + 1}.html").status_code == 404
+    admin.client.get("/queue")  # the list shows no question text
+    with Session(admin.engine) as session:  # type: ignore[arg-type]
+        views = [(e.actor, e.case_id, e.detail, e.at) for e in session.exec(select(AuditEntry)
+                                                                             .where(AuditEntry.action == "view"))]
+    assert views == [(STAFF_EMAIL, admin.held_id, "case page", admin.clock.at),
+                     (STAFF_EMAIL, admin.held_id, f"reply {reply_id}", admin.clock.at)]
+    assert "case page" in page.text  # the case's own history shows who looked
 
 
 def test_accounts_page_and_actions(admin: Admin) -> None:

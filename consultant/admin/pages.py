@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from consultant.models import Account, AuditEntry, Case, CaseStatus, Outbox, OutboxStatus, Tier
 from consultant.quota import QuotaPolicy, QuotaState, quota_state
-from consultant.review import reported_codes
+from consultant.review import record_audit, reported_codes
 
 STATUSES = [s.value for s in CaseStatus]
 
@@ -210,6 +210,14 @@ class CasePage:
     held: bool
     codes_for_editing: str
     raw_size: int = 0
+
+
+def record_view(session: Session, case_id: int, *, actor: str, now: datetime, what: str) -> bool:
+    """One audit row per look at a case's question or reply: who, when, what (checklist X10)."""
+    if session.get(Case, case_id) is None:
+        return False
+    record_audit(session, actor=actor, action="view", now=now, case_id=case_id, detail=what)
+    return True
 
 
 def case_page(session: Session, case_id: int, *, policy: QuotaPolicy) -> CasePage | None:

@@ -10,6 +10,7 @@
     GET  /accounts, POST /accounts, POST /accounts/{id}/plan | /grant | /active
     GET  /digest
 
+Every view of a case page or a reply writes an audit row (who, when, which).
 Pages (GET) without a valid session redirect to /login and show nothing;
 actions (POST) without one answer 401, and with a wrong CSRF token 403.
 Database work runs in the thread pool, off the event loop.
@@ -32,7 +33,9 @@ from starlette.routing import Route
 from consultant.admin import accounts as account_actions
 from consultant.admin.app import REPLY_CSP, AdminState
 from consultant.admin.auth import StaffSession, csrf_ok
-from consultant.admin.pages import STATUSES, accounts_page, case_page, parse_queue_filter, queue_page, reply_html
+from consultant.admin.pages import (
+    STATUSES, accounts_page, case_page, parse_queue_filter, queue_page, record_view, reply_html,
+)
 from consultant.db import session_scope
 from consultant.digest import build_digest
 from consultant.models import AuditEntry, CaseStatus, Outbox
@@ -208,16 +211,20 @@ async def queue(request: Request, state: AdminState, staff: StaffSession) -> Res
 
 
 async def case(request: Request, state: AdminState, staff: StaffSession) -> Response:
-    data = await _read(state, case_page, request.path_params["case_id"], policy=state.config.policy)
+    case_id = request.path_params["case_id"]
+    await _perform(state, staff, record_view, case_id, what="case page")  # recorded first: the page lists it
+    data = await _read(state, case_page, case_id, policy=state.config.policy)
     if data is None:
         return await _render(request, state, staff, "missing.html", {"what": "case"}, status_code=404)
     return await _render(request, state, staff, "case.html", {"c": data, "poll_seconds": state.config.poll_seconds})
 
 
 async def reply_part(request: Request, state: AdminState, staff: StaffSession) -> Response:
-    html = await _read(state, reply_html, request.path_params["case_id"], request.path_params["reply_id"])
+    case_id, reply_id = request.path_params["case_id"], request.path_params["reply_id"]
+    html = await _read(state, reply_html, case_id, reply_id)
     if html is None:
         return PlainTextResponse("Not found.", status_code=404)
+    await _perform(state, staff, record_view, case_id, what=f"reply {reply_id}")
     return HTMLResponse(html, headers={"Content-Security-Policy": REPLY_CSP, "X-Frame-Options": "SAMEORIGIN"})
 
 
