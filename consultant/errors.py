@@ -18,6 +18,8 @@ message in the mailbox to be tried on the next poll.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class ConsultantError(Exception):
     """Base of every error this package raises on purpose."""
@@ -47,7 +49,9 @@ class ConfigError(ServiceError):
 
 
 class MailboxError(ServiceError):
-    pass
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # how long the server asked us to wait, when it said
 
 
 class SendError(ServiceError):

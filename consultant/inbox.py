@@ -8,7 +8,10 @@ messages to the processed folder with one `UID MOVE` per batch, or with
 COPY + \\Deleted + EXPUNGE where the server has no MOVE (pymap).
 
 Every socket operation runs under a timeout; imaplib/socket errors become
-`MailboxError` at this boundary.
+`MailboxError` at this boundary. A server that says how long to wait
+(Exchange Online's "Request is throttled. Suggested Backoff Time: N
+milliseconds") has that wait carried on the error (`retry_after`), and the
+poll waits at least as long (scheduling.poll).
 
 A FETCH response that cannot be read (a server bug: an unbalanced quote or
 parenthesis; imapclient's `ProtocolError`) must not block the mailbox. The
@@ -22,10 +25,12 @@ while the rest are answered.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from imapclient import IMAPClient
@@ -106,7 +111,7 @@ class ImapInbox:
                 timeout=cfg.timeout,
             )
         except (OSError, IMAPClientError) as exc:
-            raise MailboxError(f"cannot reach IMAP server {cfg.host}:{cfg.port}: {_describe(exc)}") from None
+            raise _error(f"cannot reach IMAP server {cfg.host}:{cfg.port}", exc) from None
         try:
             client.login(cfg.user, cfg.password)
         except LoginError:
@@ -114,13 +119,13 @@ class ImapInbox:
             raise MailboxError("IMAP login refused for CONSULTANT_IMAP_USER (check the user and password)") from None
         except (OSError, IMAPClientError) as exc:
             _quietly_logout(client)
-            raise MailboxError(f"IMAP login failed: {_describe(exc)}") from None
+            raise _error("IMAP login failed", exc) from None
         try:
             _ensure_folder(client, cfg.processed_folder)
             self._select(client)
         except (OSError, IMAPClientError) as exc:
             _quietly_logout(client)
-            raise MailboxError(f"cannot open IMAP folder {cfg.folder!r}: {_describe(exc)}") from None
+            raise _error(f"cannot open IMAP folder {cfg.folder!r}", exc) from None
         self._client = client
         return client
 
@@ -144,7 +149,7 @@ class ImapInbox:
         if self._client is not None:
             _quietly_shutdown(self._client)
             self._client = None
-        return MailboxError(f"IMAP {what} failed: {_describe(exc)}")
+        return _error(f"IMAP {what} failed", exc)
 
     # -- protocol ---------------------------------------------------------
     @property
@@ -283,6 +288,20 @@ def _quietly_logout(client: IMAPClient) -> None:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def _error(doing: str, exc: BaseException) -> MailboxError:
+    said = _describe(exc)
+    return MailboxError(f"{doing}: {said}", retry_after=server_backoff(said))
+
+
+_SUGGESTED_BACKOFF = re.compile(r"suggested\s+backoff\s+time:\s*(\d{1,9})\s*(?:ms\b|milliseconds?\b)?", re.IGNORECASE)
+
+
+def server_backoff(said: str) -> timedelta | None:
+    """The wait a throttling server asks for in its answer, if it names one."""
+    found = _SUGGESTED_BACKOFF.search(said)
+    return timedelta(milliseconds=int(found.group(1))) if found else None
 
 
 class MemoryInbox:

@@ -184,6 +184,7 @@ class PollState(SQLModel, table=True):
     last_ok_at: Optional[datetime] = None
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     consecutive_failures: int = 0
+    not_before: Optional[datetime] = None  # a throttling server asked us to wait until then
 
 
 class Lease(SQLModel, table=True):

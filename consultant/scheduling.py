@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 POLL_BACKOFF_BASE = timedelta(seconds=30)
 POLL_BACKOFF_MAX = timedelta(minutes=15)
 MAX_PASSES = 100  # one scheduled run never holds the worker for ever
+SERVER_BACKOFF_MAX = timedelta(hours=1)  # a server's suggested wait is honoured up to this
 
 
 def poll(
@@ -59,7 +60,9 @@ def poll(
     After consecutive failures (a wrong password, a server that is down) the
     polls back off exponentially: the n-th failure in a row waits
     base * 2**(n-1), at most `backoff_max`, before the next try, so a bad
-    login never becomes a tight retry loop. Skipped polls change nothing.
+    login never becomes a tight retry loop. A server that names the wait it
+    wants (`MailboxError.retry_after`, at most SERVER_BACKOFF_MAX) gets at
+    least that. Skipped polls change nothing.
     """
     if poll_backoff_until(services, base=backoff_base, cap=backoff_max) > now():
         return None
@@ -67,7 +70,10 @@ def poll(
         summary = run_once(services, now=now)
     except ServiceError as exc:
         log.warning("poll failed: %s", exc)
-        record_poll(services, error=str(exc), now=now())
+        asked = getattr(exc, "retry_after", None)
+        failed_at = now()
+        record_poll(services, error=str(exc), now=failed_at,
+                    not_before=failed_at + min(asked, SERVER_BACKOFF_MAX) if asked else None)
         return None
     except SQLAlchemyError as exc:
         # Only the class name: a driver message can quote the statement's parameters.
@@ -159,7 +165,8 @@ class Waker:
 
 
 def poll_backoff_until(services: Services, *, base: timedelta, cap: timedelta) -> datetime:
-    """When the next poll may run: the last attempt plus the backoff for the failures in a row."""
+    """When the next poll may run: the last attempt plus the backoff for the failures in a row,
+    or the time the server asked us to wait until, whichever is later."""
     try:
         with session_scope(services.engine) as session:
             state = session.get(PollState, services.address)
@@ -167,8 +174,12 @@ def poll_backoff_until(services: Services, *, base: timedelta, cap: timedelta) -
         return datetime.min.replace(tzinfo=timezone.utc)  # no database: let run_once find out
     if state is None or state.consecutive_failures == 0 or state.last_poll_at is None:
         return datetime.min.replace(tzinfo=timezone.utc)
-    last = state.last_poll_at if state.last_poll_at.tzinfo else state.last_poll_at.replace(tzinfo=timezone.utc)
-    return last + min(base * 2 ** min(state.consecutive_failures - 1, 30), cap)
+    ours = _aware(state.last_poll_at) + min(base * 2 ** min(state.consecutive_failures - 1, 30), cap)
+    return max(ours, _aware(state.not_before)) if state.not_before is not None else ours
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
 def digest_trigger(at: str) -> CronTrigger:
@@ -319,13 +330,16 @@ def start_background_sender(services: Services) -> BackgroundSender:
     ).start()
 
 
-def record_poll(services: Services, *, error: str, now: datetime | None = None) -> None:
-    """Keep the mailbox's health for the report: last poll, last success, failures in a row."""
+def record_poll(services: Services, *, error: str, now: datetime | None = None,
+                not_before: datetime | None = None) -> None:
+    """Keep the mailbox's health for the report: last poll, last success, failures in a row
+    (and, after a throttling answer, when the server wants the next poll at the earliest)."""
     now = now or utcnow()
     try:
         with session_scope(services.engine) as session:
             state = session.get(PollState, services.address) or PollState(mailbox=services.address)
             state.last_poll_at = now
+            state.not_before = not_before
             if error:
                 state.consecutive_failures += 1
                 state.last_error = error[:300]

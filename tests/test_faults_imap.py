@@ -21,7 +21,7 @@ from imapclient import IMAPClient
 from sqlmodel import Session, select
 
 from consultant.errors import MailboxError
-from consultant.inbox import ImapConfig, ImapInbox
+from consultant.inbox import ImapConfig, ImapInbox, server_backoff
 from consultant.models import Case, CaseStatus, PollState
 from consultant.outbox import SmtpConfig, SmtpTransport
 from consultant.pipeline import Services, run_once
@@ -260,6 +260,48 @@ def test_bad_login_backs_off_and_shows_the_mailbox_unhealthy(engine, dovecot, pr
         assert session.get(PollState, ADDRESS).consecutive_failures == 0  # type: ignore[union-attr]
         assert ("consultant@localhost", "ok") in build_report(session).mailboxes
     services.inbox.close()
+
+
+# -- I05: the server asks us to back off ---------------------------------------------------------
+THROTTLED = b"NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: 120000 milliseconds"
+
+
+def test_a_server_that_asks_for_a_backoff_gets_at_least_that_long(engine, dovecot, proxy, sink) -> None:  # type: ignore[no-untyped-def]
+    """Exchange Online's throttling answer (and any [UNAVAILABLE] with a suggested time) is honoured:
+    the next poll waits the longer of our own backoff and the server's."""
+    append(dovecot.config(), question("What is CPT 62310?", sender="t@clinic.example",
+                                      message_id="<throttled@clinic.example>"))
+    proxy.garble(b"OK [READ-WRITE] Select completed", THROTTLED)
+    services = make_services(engine, dovecot.config(port=proxy.port), sink.port)
+    start = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    attempts_at = []
+    for second in range(0, 400, 5):  # a poll every 5 s for 400 s, on a fake clock
+        before = proxy.connections
+        poll(services, now=lambda s=second: start + timedelta(seconds=s), backoff_base=timedelta(seconds=30))
+        if proxy.connections > before:
+            attempts_at.append(second)
+    print(f"I05: attempts at {attempts_at} s")
+    assert attempts_at == [0, 120, 240, 360]  # 120 s each time; ours alone would be 30, 60, 120
+    with Session(engine) as session:
+        state = session.get(PollState, ADDRESS)
+    assert state is not None and "throttled" in state.last_error
+
+    proxy.heal()  # the server lets us in again: the question is answered, nothing was lost
+    poll(services, now=lambda: start + timedelta(hours=1))
+    services.inbox.close()
+    assert reply_targets(sink) == ["<throttled@clinic.example>"]
+
+
+@pytest.mark.parametrize(("said", "seconds"), [
+    ("NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: 120000 milliseconds", 120.0),
+    ("select failed: NO Request is throttled. Suggested Backoff Time: 500 ms", 0.5),
+    ("NO [UNAVAILABLE] Suggested backoff time: 90000 Milliseconds.", 90.0),
+    ("NO [UNAVAILABLE] Internal error occurred", None),
+    ("NO Mailbox does not exist", None),
+])
+def test_the_suggested_backoff_is_read_from_what_the_server_said(said: str, seconds: float | None) -> None:
+    found = server_backoff(said)
+    assert (found.total_seconds() if found is not None else None) == seconds
 
 
 # -- I06: UIDVALIDITY changes ------------------------------------------------------------------
