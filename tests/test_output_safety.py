@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consultant.parse import parse_address
+from consultant.mail.addresses import parse_address
 from consultant.render import CodeView, build_message, clean_header, render_reply
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

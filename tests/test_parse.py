@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from consultant import parse
 from consultant.errors import NoSender, SenderError, UnparseableMessage
-from consultant.parse import AddressError, Question, parse_address, parse_message
+from consultant.mail import limits, subjects
+from consultant.mail.addresses import AddressError, parse_address
+from consultant.parse import Question, parse_message
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 FIXTURES = sorted(MAIL.glob("*.eml"))
@@ -453,7 +455,7 @@ def test_utf32_bomb_is_cheap():
     started = time.perf_counter()
     q = parse_message(raw)
     assert time.perf_counter() - started < 1.0
-    assert len(q.body) <= parse.MAX_BODY_CHARS
+    assert len(q.body) <= limits.MAX_BODY_CHARS
 
 
 @pytest.mark.parametrize(
@@ -565,7 +567,7 @@ def test_mime_depth_and_part_count():
     """P16: deep nesting and many parts end in a bounded result, never a RecursionError."""
     assert isinstance(timed(nested(10)), Question)
     assert "E11.9 deep" in parse_message(nested(10)).body
-    assert parse_message(nested(parse.MAX_MIME_DEPTH + 5)).body == ""
+    assert parse_message(nested(limits.MAX_MIME_DEPTH + 5)).body == ""
     timed(nested(1_000))
     parts = "".join(f"--zz\nContent-Type: text/plain\n\npart {i}\n" for i in range(10_000))
     q = timed(b"From: a@clinic.example.org\nContent-Type: multipart/mixed; boundary=zz\n\n" + parts.encode())
@@ -632,14 +634,14 @@ def test_oversized_body_is_capped():
     body = ("What is CPT 62310? " * 60 + "\n") * 10_000
     q = timed(simple(body=body), limit=5.0)
     assert isinstance(q, Question)
-    assert len(q.body) <= parse.MAX_BODY_CHARS
+    assert len(q.body) <= limits.MAX_BODY_CHARS
     html = "<p>" + "E11.9 " * 2_000_000 + "</p>"
     q = timed(("From: a@clinic.example.org\nContent-Type: text/html\n\n" + html).encode(), limit=5.0)
-    assert isinstance(q, Question) and len(q.body) <= parse.MAX_BODY_CHARS
+    assert isinstance(q, Question) and len(q.body) <= limits.MAX_BODY_CHARS
 
 
 def test_message_size_cap():
-    raw = simple(body="x" * (parse.MAX_MESSAGE_BYTES + 1))
+    raw = simple(body="x" * (limits.MAX_MESSAGE_BYTES + 1))
     with pytest.raises(UnparseableMessage):
         parse_message(raw)
 
@@ -669,7 +671,7 @@ def test_header_named_headers_long_and_folded_subject():
     q = parse_message(raw)
     assert q.header("headers") == "yes"
     assert q.subject.startswith("E11.9 still valid? x")
-    assert len(q.subject) == parse.MAX_SUBJECT_CHARS
+    assert len(q.subject) == limits.MAX_SUBJECT_CHARS
 
 
 def test_no_blank_line_between_headers_and_body():
@@ -831,7 +833,7 @@ def check_invariants(raw: bytes) -> None:
     assert re.fullmatch(r"[^@\s]+@[a-z0-9.-]+", q.sender)
     assert not set(q.subject + q.sender_name) & {"\r", "\n", "\x00"}
     assert all(not set(v) & {"\r", "\n"} for _, v in q.headers)
-    assert len(q.body) <= parse.MAX_BODY_CHARS
+    assert len(q.body) <= limits.MAX_BODY_CHARS
     assert "\x00" not in q.text
 
 
@@ -936,7 +938,7 @@ def test_fuzz_parse_address(value):
 )
 def test_pathological_bodies_are_bounded(body, subject):
     q = timed(simple(subject=subject, body=body), limit=3.0)
-    assert isinstance(q, Question) and len(q.body) <= parse.MAX_BODY_CHARS
+    assert isinstance(q, Question) and len(q.body) <= limits.MAX_BODY_CHARS
 
 
 def test_many_html_parts_share_one_budget():
@@ -979,4 +981,4 @@ def test_header_like_block_with_nothing_above_is_kept_unless_a_reply():
     ],
 )
 def test_subject_kind(subject, kind):
-    assert parse.subject_kind(subject) == kind
+    assert subjects.subject_kind(subject) == kind
