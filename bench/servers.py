@@ -1,7 +1,7 @@
 """The servers a benchmark runs against: standalone Dovecot, an aiosmtpd sink, the databases.
 
-Dovecot is started exactly as tests/conftest.py starts it (its own config
-under a temporary directory, `mail_uid = nobody`, plaintext on loopback).
+Dovecot is the tests' own (`tests/mailhost.py`: its config under a temporary
+directory, `mail_uid = nobody`, plaintext on loopback).
 The sink is aiosmtpd in a thread of the bench process; it stamps every
 message with `time.monotonic()` as it arrives, which is where latencies end.
 Databases are cloned from templates that already hold the full code set: a
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -27,71 +25,25 @@ from aiosmtpd.controller import Controller
 from imapclient import IMAPClient
 from sqlalchemy import text
 
+from tests import mailhost
+
 PG_ADMIN_URL = os.environ.get("CONSULTANT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ADDRESS = "consultant@localhost"
 
-DOVECOT_CONF = """\
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{d}/mail/%u
-mail_uid = nobody
-mail_gid = nogroup
-first_valid_uid = 1
-passdb {{
-  driver = passwd-file
-  args = {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/mail/%u
-}}
-service imap-login {{
-  chroot =
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
-
-
 @dataclass
 class Dovecot:
-    root: Path
-    port: int
-    binary: str
-    user: str = ADDRESS
-    password: str = "bench-password"
+    """The tests' standalone Dovecot (tests/mailhost.py), with what the bench adds: the worker's
+    IMAP settings and the maildirs it fills directly."""
+
+    server: mailhost.Dovecot
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     def client(self) -> IMAPClient:
-        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=30)
-        client.login(self.user, self.password)
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=30)  # 50,000-message folders
+        client.login(mailhost.USER, mailhost.PASSWORD)
         return client
 
     def env(self) -> dict[str, str]:
@@ -99,38 +51,23 @@ class Dovecot:
         return {
             "CONSULTANT_IMAP_HOST": "127.0.0.1",
             "CONSULTANT_IMAP_PORT": str(self.port),
-            "CONSULTANT_IMAP_USER": self.user,
-            "CONSULTANT_IMAP_PASSWORD": self.password,
+            "CONSULTANT_IMAP_USER": mailhost.USER,
+            "CONSULTANT_IMAP_PASSWORD": mailhost.PASSWORD,
             "CONSULTANT_IMAP_SSL": "false",
         }
 
     def maildir(self, folder: str) -> Path:
-        base = self.root / "mail" / self.user
+        base = self.server.root / "mail" / mailhost.USER
         return base if folder == "INBOX" else base / f".{folder}"
 
     def stop(self) -> None:
-        subprocess.run([self.binary, "-c", str(self.root / "dovecot.conf"), "stop"], check=False)
-        time.sleep(0.2)
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.server.stop()
 
 
 def start_dovecot() -> Dovecot:
-    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-    if not os.path.exists(binary):
+    if mailhost.dovecot_binary() is None:
         raise SystemExit("bench: Dovecot is not installed (apt-get install dovecot-imapd)")
-    root = Path(tempfile.mkdtemp(prefix="cc-bench-dovecot-"))
-    root.chmod(0o755)
-    for sub in ("mail", "state", "run"):
-        (root / sub).mkdir()
-    (root / "mail").chmod(0o777)
-    (root / "state").chmod(0o777)
-    server = Dovecot(root, free_port(), binary)
-    (root / "passwd").write_text(f"{server.user}:{{PLAIN}}{server.password}::::::\n")
-    conf = root / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(d=root, port=server.port))
-    subprocess.run([binary, "-c", str(conf)], check=True)
-    wait_for_port(server.port)
-    return server
+    return Dovecot(mailhost.start_dovecot())
 
 
 def append_all(server: Dovecot, messages: list[bytes], folder: str = "INBOX") -> None:
@@ -225,7 +162,7 @@ class Sink:
 
 def start_sink() -> Sink:
     handler = StampingHandler()
-    port = free_port()
+    port = mailhost.free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     return Sink(port, handler, controller)
