@@ -8,8 +8,9 @@ at once until the backlog is gone (`drain`). Replies are sent by a
 CONSULTANT_IMAP_IDLE) new mail wakes the poll job at once (`Waker`): a
 question is answered within a second instead of half a poll interval on
 average, and the interval becomes the fallback. On SQLite a `WalCheckpointer`
-thread keeps the write-ahead log short, so commits do not stop to do it. SIGTERM and Ctrl-C stop it
-cleanly: the current poll finishes, then the process exits.
+thread keeps the write-ahead log short, so commits do not stop to do it.
+SIGTERM and Ctrl-C stop it cleanly: the current poll finishes, then the
+process exits.
 
 With staff addresses set, a cron job queues the daily digest at
 `digest_at` (HH:MM, UTC); the next poll's send step delivers it.
@@ -32,7 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from consultant.db import WalCheckpointer, session_scope
-from consultant.errors import ServiceError
+from consultant.errors import MailboxError, ServiceError
 from consultant.idle import IdleWatcher
 from consultant.inbox import ImapConfig
 from consultant.models import PollState
@@ -70,7 +71,7 @@ def poll(
         summary = run_once(services, now=now)
     except ServiceError as exc:
         log.warning("poll failed: %s", exc)
-        asked = getattr(exc, "retry_after", None)
+        asked = exc.retry_after if isinstance(exc, MailboxError) else None
         failed_at = now()
         record_poll(services, error=str(exc), now=failed_at,
                     not_before=failed_at + min(asked, SERVER_BACKOFF_MAX) if asked else None)
