@@ -166,6 +166,13 @@ _FINISH = (
 Started = Attempt | CaseStatus | None
 
 
+def flag_case(conn: Connection, case_id: int, flag: str) -> None:
+    """Add `flag` to the case's flags (staff see them on the case page), once."""
+    flags = conn.execute(select(CASE.c.flags).where(CASE.c.id == case_id)).scalar()
+    if flags is not None and flag not in flags:
+        conn.execute(update(CASE).where(CASE.c.id == case_id).values(flags=[*flags, flag]))
+
+
 def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -> Started:
     """Mark that `holder` starts answering `case_id`, committed before the work (a worker that
     dies leaves the mark behind). None when the claim is no longer ours; `quarantined` when

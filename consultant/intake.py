@@ -7,7 +7,8 @@ bytes alone, then the whole batch is recorded in one short transaction:
 * oversized (only the header was fetched) or unparseable: `quarantined`
   with the reason (too_large, unparseable, no_sender, ...), and so is a
   message whose FETCH response the server garbled (`unreadable`);
-* machine mail (bounces, auto-replies, lists, our own mail): `ignored`;
+* machine mail (bounces, auto-replies, lists, our own mail): `ignored`; a
+  bounce of one of our replies also marks that reply failed (`bounces.py`);
 * mail our receiving server says fails DMARC (or SPF without DKIM):
   `quarantined` as unauthenticated, never answered or charged;
 * a copy of a message already handled under other UIDs (same Message-ID and
@@ -38,10 +39,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from consultant import cases
 from consultant.accounts import detect_command
+from consultant.bounces import Bounce, find_bounce, record_bounces
 from consultant.errors import SenderError
 from consultant.faults import crash_point
 from consultant.inbox import FetchedMessage, MailRef
-from consultant.machine import machine_reason
+from consultant.machine import machine_reason, machine_reasons
 from consultant.models import Case, CaseStatus
 from consultant.parse import parse_message
 from consultant.senderauth import authentication_verdict
@@ -60,6 +62,7 @@ class _Outcome:
     status: CaseStatus
     reason: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
+    bounce: Bounce | None = None  # a delivery report's permanent failure of one of our replies
 
     def row(self, now: datetime) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -92,6 +95,9 @@ def intake_batch(
     with engine.begin() as conn:
         _mark_duplicates(conn, outcomes)
         recorded = _insert(conn, outcomes, now=now)
+        bounced = record_bounces(conn, [o.bounce for o in outcomes if o.bounce and o.ref in recorded], now=now)
+    if bounced:
+        log.info("%d of our replies bounced: marked failed", bounced)
     for outcome in outcomes:
         crash_point("after_record")
         if outcome.ref in recorded and outcome.status != CaseStatus.received:
@@ -142,7 +148,10 @@ def classify(message: FetchedMessage, *, own_address: str, authserv_id: str = ""
     }
     reason = machine_reason(question, own_address=own_address)
     if reason is not None:
-        return _Outcome(ref, CaseStatus.ignored, reason, meta)
+        bounce = None
+        if "delivery_report" in machine_reasons(question, own_address=own_address):
+            bounce = find_bounce(message.raw, own_domain=own_address.rpartition("@")[2].lower())
+        return _Outcome(ref, CaseStatus.ignored, reason, meta, bounce=bounce)
     if authentication_verdict(question.headers, authserv_id=authserv_id) == "fail":
         return _Outcome(ref, CaseStatus.quarantined, "unauthenticated", {**meta, "raw": message.raw})
     command = detect_command(question.subject, question.body)

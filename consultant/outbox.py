@@ -34,6 +34,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from consultant.cases import flag_case
 from consultant.db import session_scope
 from consultant.errors import PermanentSendError, SendError
 from consultant.faults import crash_point
@@ -397,7 +398,7 @@ def _deliver_one(
                 # An earlier attempt died after handing the message to SMTP but before
                 # recording the outcome: the server may have it. Resend the identical
                 # message (same Message-ID) once, and say so on the case.
-                _flag_case(conn, row.case_id, "resent_after_crash")
+                flag_case(conn, row.case_id, "resent_after_crash")
             conn.execute(_MARK_SENDING, {"p_id": outbox_id, "p_now": now})
     if accepted is not None:
         _sent(accepted)
@@ -436,12 +437,6 @@ def _sent(accepted: _Accepted) -> None:
     """After the commit that marked it sent."""
     crash_point("after_mark_sent")
     log.info("outbox %s: sent", accepted.outbox_id)
-
-
-def _flag_case(conn: Connection, case_id: int, flag: str) -> None:
-    flags = conn.execute(select(CASE.c.flags).where(CASE.c.id == case_id)).scalar()
-    if flags is not None and flag not in flags:
-        conn.execute(update(CASE).where(CASE.c.id == case_id).values(flags=[*flags, flag]))
 
 
 def _record_failure(
