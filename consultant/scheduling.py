@@ -1,8 +1,9 @@
 """APScheduler (3.x) around run_once: the worker loop and nothing else.
 
 A BlockingScheduler runs the poll job every `poll_seconds` with
-`max_instances=1` (never two polls at once in a process) and `coalesce=True`
-(missed runs collapse into one). A run that finds a backlog keeps polling
+`max_instances=1` (never two polls at once in a process), `coalesce=True`
+and no misfire limit (runs missed while the worker was paused collapse into
+one catch-up run, however late; `GapWatch` logs the gap). A run that finds a backlog keeps polling
 at once until the backlog is gone (`drain`). Replies are sent by a
 `BackgroundSender` thread while the next questions are matched. With IMAP IDLE (`idle.py`,
 CONSULTANT_IMAP_IDLE) new mail wakes the poll job at once (`Waker`): a
@@ -22,6 +23,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -93,13 +95,16 @@ def poll(
 
 def drain(
     services: Services, *, stop: threading.Event | None = None, max_passes: int = MAX_PASSES,
-    waker: Waker | None = None,
+    waker: Waker | None = None, gaps: GapWatch | None = None,
 ) -> RunSummary | None:
     """The scheduled job: poll, and poll again at once while the last pass brought a full
     batch or answered cases, so a backlog goes at the pipeline's pace, not at one batch
     (CONSULTANT_IMAP_BATCH) per CONSULTANT_POLL_SECONDS. `stop` ends it between passes;
-    mail announced by IDLE while it ran (`waker`) gets one more pass before it returns."""
+    mail announced by IDLE while it ran (`waker`) gets one more pass before it returns;
+    `gaps` says when this run comes far later than the schedule allows."""
     summary = None
+    if gaps is not None:
+        gaps.started()
     if waker is not None:
         waker.enter()
     try:
@@ -116,6 +121,38 @@ def drain(
     finally:
         if waker is not None:
             waker.leave()
+        if gaps is not None:
+            gaps.ended()
+
+
+class GapWatch:
+    """Says when a poll starts far later than the schedule allows (checklist D07, D08).
+
+    The poll job runs with `coalesce=True` and `max_instances=1`: after the worker was
+    paused (SIGSTOP, a sleeping host, a long stall) or the wall clock stepped forward,
+    the runs it missed collapse into one catch-up run, never a burst. APScheduler says
+    nothing about that case, so this logs it, once per gap, with its length: the time
+    from the end of the last run to the start of this one, against twice the interval
+    plus SLACK (a backward step of the clock is reported too)."""
+
+    SLACK = 10.0
+
+    def __init__(self, every: float, *, clock: Callable[[], float] = time.time) -> None:
+        self.every = every
+        self.clock = clock
+        self._last_end: float | None = None
+
+    def started(self) -> float:
+        """The gap before this run, in seconds (0 for the first run)."""
+        now = self.clock()
+        gap = 0.0 if self._last_end is None else now - self._last_end
+        if gap > 2 * self.every + self.SLACK or gap < -self.SLACK:
+            log.warning("no poll for %.0f s (every %.0f s expected): the worker was paused, the host slept "
+                        "or the clock moved; the missed polls are caught up in this one run", gap, self.every)
+        return gap
+
+    def ended(self) -> None:
+        self._last_end = self.clock()
 
 
 class Waker:
@@ -254,11 +291,12 @@ def run_forever(
         drain,
         "interval",
         args=[services],
-        kwargs={"stop": stopping, "waker": waker},
+        kwargs={"stop": stopping, "waker": waker, "gaps": GapWatch(poll_seconds)},
         seconds=poll_seconds,
         next_run_time=datetime.now().astimezone() + timedelta(seconds=0.5),
         max_instances=1,
         coalesce=True,
+        misfire_grace_time=None,  # however late (a paused worker): one catch-up run
         id="poll",
     )
     if on_started is not None:
@@ -273,6 +311,7 @@ def run_forever(
         next_run_time=datetime.now().astimezone() + timedelta(seconds=5),
         max_instances=1,
         coalesce=True,
+        misfire_grace_time=None,  # however late (a paused worker): one catch-up run
         id="purge",
     )
 
