@@ -89,3 +89,16 @@ def test_numbers_keep_their_axis():
 def test_a_plural_in_the_text_matches_a_rule_written_in_the_singular():
     assert rewrite("fever blisters") == rewrite("fever blister") == "herpesviral vesicular dermatitis"
     assert rewrite("AS") == "aortic stenosis" and rewrite("ASs") != "aortic stenosis"
+
+
+def test_tokens_are_remembered_within_a_question_only() -> None:
+    from consultant.match import text as text_module
+
+    with text_module.tokens_remembered():
+        first = text_module.tokenize("Type 2 diabetes, kidney stones")
+        first.append("changed by the caller")  # each call gets its own list
+        again = text_module.tokenize("Type 2 diabetes, kidney stones")
+        assert again == text_module._tokenize("Type 2 diabetes, kidney stones") == [
+            "type", "2", "diabetes", "kidney", "stone", "type2"]
+        assert text_module._REMEMBERED.get() == {"Type 2 diabetes, kidney stones": tuple(again)}
+    assert text_module._REMEMBERED.get() is None  # nothing of the question is kept after it

@@ -41,7 +41,7 @@ from consultant.match.rules import (
     with_symptom_sibling,
 )
 from consultant.match.search import Hit, Query, make_query, search
-from consultant.match.text import STOPWORDS, stem, tokenize, words
+from consultant.match.text import STOPWORDS, stem, tokenize, tokens_remembered, words
 
 MAX_CODES = 15
 # Searches remembered across questions. A search's result depends only on its
@@ -203,7 +203,10 @@ class CodeMatcher:
     # ------------------------------------------------------------ public
 
     def match(self, text: str) -> MatchResult:
-        text = text or ""
+        with tokens_remembered():
+            return self._match(text or "")
+
+    def _match(self, text: str) -> MatchResult:
         self._titles = {}  # titles read once per question
         mentions = find_mentions(text)
         explicit = self._explicit(mentions, text)

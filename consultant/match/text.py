@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 # Words that carry no meaning for matching, on either side.
 STOPWORDS = frozenset(
@@ -226,8 +229,33 @@ def words(text: str) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """Stemmed content tokens of `text`, in order, stopwords removed, with their compounds."""
+    memo = _REMEMBERED.get()
+    if memo is None:
+        return _tokenize(text)
+    got = memo.get(text)
+    if got is None:
+        got = memo[text] = tuple(_tokenize(text))
+    return list(got)
+
+
+def _tokenize(text: str) -> list[str]:
     tokens = [t for t in (stem(w) for w in words(text)) if t and t not in STOPWORDS]
     return tokens + [c for c in compounds(tokens) if c not in tokens]
+
+
+_REMEMBERED: ContextVar[dict[str, tuple[str, ...]] | None] = ContextVar("remembered_tokens", default=None)
+
+
+@contextmanager
+def tokens_remembered() -> Iterator[None]:
+    """Within one question, a text tokenized again costs a lookup (the matcher tokenizes each
+    clause of a note many times over). Forgotten when the question is answered, so no text
+    outlives its question in memory."""
+    reset = _REMEMBERED.set({})
+    try:
+        yield
+    finally:
+        _REMEMBERED.reset(reset)
 
 
 # A number belongs to the word that names its axis: "stage 2" is not "type 2"
