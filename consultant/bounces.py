@@ -27,9 +27,9 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from consultant.cases import flag_case
-from consultant.models import Outbox, OutboxStatus
+from consultant.models import OutboxStatus
+from consultant.outbox import OUTBOX
 
-OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 SCAN_BYTES = 256 * 1024
 _STATUS = re.compile(rb"^Status:[ \t]*([245])\.(\d{1,3})\.(\d{1,3})", re.IGNORECASE | re.MULTILINE)
 _FAILED_RECIPIENTS = re.compile(rb"^X-Failed-Recipients:", re.IGNORECASE | re.MULTILINE)

@@ -43,7 +43,7 @@ from consultant.bounces import Bounce, find_bounce, record_bounces
 from consultant.errors import SenderError
 from consultant.faults import crash_point
 from consultant.inbox import FetchedMessage, MailRef
-from consultant.machine import machine_reason, machine_reasons
+from consultant.machine import machine_reasons
 from consultant.models import Case, CaseStatus
 from consultant.parse import parse_message
 from consultant.senderauth import authentication_verdict
@@ -146,12 +146,13 @@ def classify(message: FetchedMessage, *, own_address: str, authserv_id: str = ""
         "sender_name": question.sender_name[:200],
         "reference_ids": [r[:998] for r in question.references[-MAX_REFERENCES:]],
     }
-    reason = machine_reason(question, own_address=own_address)
-    if reason is not None:
+    # every check runs for a person's mail anyway; machine mail gets them all for the bounce test
+    reasons = machine_reasons(question, own_address=own_address)
+    if reasons:
         bounce = None
-        if "delivery_report" in machine_reasons(question, own_address=own_address):
+        if "delivery_report" in reasons:
             bounce = find_bounce(message.raw, own_domain=own_address.rpartition("@")[2].lower())
-        return _Outcome(ref, CaseStatus.ignored, reason, meta, bounce=bounce)
+        return _Outcome(ref, CaseStatus.ignored, reasons[0], meta, bounce=bounce)
     if authentication_verdict(question.headers, authserv_id=authserv_id) == "fail":
         return _Outcome(ref, CaseStatus.quarantined, "unauthenticated", {**meta, "raw": message.raw})
     command = detect_command(question.subject, question.body)
