@@ -15,13 +15,13 @@ Order of work for one question:
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from consultant.match.base import Finding, MatchResult, Suggestion
+from consultant.match.detail import more_specific, seventh_character_defaults
 from consultant.match.explicit import Mention, find_mentions
 from consultant.match.findings import Clause, split_clauses
-from consultant.match.detail import more_specific, seventh_character_defaults
 from consultant.match.index import (
     DX,
     ICD,
@@ -34,22 +34,22 @@ from consultant.match.index import (
     default_child,
 )
 from consultant.match.lexicon import Lexicon
+from consultant.match.memo import SearchMemo
 from consultant.match.rules import (
     combination_codes,
     excluded_together,
     same_category_allowed,
     with_symptom_sibling,
 )
-from consultant.match.search import Hit, Query, make_query, search
+from consultant.match.search import Hit, make_query
 from consultant.match.text import STOPWORDS, stem, tokenize, tokens_remembered, words
 
 MAX_CODES = 15
-# Searches remembered across questions. A search's result depends only on its
-# query (token weights, negated and 7th-character tokens, group, limit) and the
-# index, so a remembered one is exactly what `search` would return; the same
-# findings ("hypertension", "type 2 diabetes") come back question after
-# question. 2,048 results hold about 16 MB (4,096 would add a tenth to a
-# worker's memory for 4 points more of hits); the key holds token ids, never text.
+# Searches remembered across questions (memo.SearchMemo): a remembered one is
+# exactly what `search` would return, and the same findings ("hypertension",
+# "type 2 diabetes") come back question after question. 2,048 keys hold about
+# 23 MB after 8,000 questions (4,096 would add a tenth to a worker's memory for
+# a few points more of hits); they hold token ids and code rows, never text.
 SEARCH_MEMO = 2048
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
@@ -196,7 +196,7 @@ class CodeMatcher:
         self.index = index
         self.lexicon = lexicon
         self._side_cache: dict[tuple[int, str], int | None] = {}
-        self._searches: OrderedDict = OrderedDict()  # see SEARCH_MEMO
+        self._searches = SearchMemo(index, SEARCH_MEMO)
         self._titles: dict[int, list[tuple[str, int]]] = {}
         self._row_flags = bytearray(len(index))  # see _flags
 
@@ -609,7 +609,7 @@ class CodeMatcher:
 
     def _search(self, words, *, group: str, extra: set[str], encounter: set[str] = frozenset(),
                 neg: set[str] = frozenset(), default_type2: bool = False,
-                context: frozenset[str] | None = None, limit: int = 12) -> list[Hit]:
+                context: frozenset[str] | None = None, limit: int = 12) -> Sequence[Hit]:
         tokens = [t for t in tokenize(" ".join(words)) if t not in FILLER_TOKENS]
         local_neg = set(neg)
         local_neg.update(_negated_in_clause(words) - set(tokenize(" ".join(_outside_negations(words)))))
@@ -627,31 +627,20 @@ class CodeMatcher:
         # a stated side picks among codes of one kind; it never outweighs an
         # unstated kind ("glaucoma in both eyes" is H40.9, not a bilateral
         # secondary glaucoma)
-        light = SIDE_ORGANS if SIDES.intersection(tokens) else ()
+        sides = SIDES.intersection(tokens)
+        light = SIDE_ORGANS if sides else ()
         query = make_query(self.index, tokens, neg=sorted(neg_ids), group=group, ext=ext, light=light)
-        hits = self._search_once(query, limit)
+        if not sides and group == DX:
+            # the rules below read nothing but the hits and the context: remembered with the search
+            return self._searches.hits(query, limit, then=lambda hits: self._unstated_side(
+                hits if context is None else self._in_context(hits, context)), then_key=("unsided", context))
+        hits = self._searches.hits(query, limit)
         if context is not None:
             hits = self._in_context(hits, context)
-        sides = SIDES.intersection(tokens)
         if len(sides) == 1 and group == DX:
             hits = self._stated_side(hits, next(iter(sides)))
         if sides and group == DX and hits:
             hits = self._unstated_kind(hits, tokens, neg_ids, group, ext, context, limit)
-        elif not sides and group == DX:
-            hits = self._unstated_side(hits)
-        return hits
-
-    def _search_once(self, query: Query, limit: int) -> tuple[Hit, ...]:
-        """`search`, run once for a query asked before (in this question or a recent one)."""
-        key = (frozenset(query.weights.items()), query.neg, query.group, query.ext, limit)
-        memo = self._searches
-        hits = memo.get(key)
-        if hits is None:
-            hits = memo[key] = tuple(search(self.index, query, limit=limit))
-            if len(memo) > SEARCH_MEMO:
-                memo.popitem(last=False)
-        else:
-            memo.move_to_end(key)
         return hits
 
     def _unstated_kind(self, hits: list[Hit], tokens: list[str], neg_ids, group: str, ext, context,
@@ -677,7 +666,7 @@ class CodeMatcher:
         if not plain:
             return hits
         query = make_query(self.index, plain, neg=sorted(neg_ids), group=group, ext=ext)
-        alt = self._search_once(query, limit)
+        alt = self._searches.hits(query, limit)
         if context is not None:
             alt = self._in_context(alt, context)
         if not alt or alt[0].score < 0.6:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
+from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex  # noqa: F401 - PX, ICD: re-exported
 from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
@@ -99,6 +99,7 @@ class _Arrays:
         self.alias = np.frombuffer(docs.alias, dtype=np.uint8) if len(docs.alias) else np.zeros(0, np.uint8)
         self.target = np.frombuffer(docs.target, dtype=np.int32) if len(docs.target) else np.zeros(0, np.int32)
         self.idf = {group: np.array(weights, dtype=np.float64) for group, weights in index.idf.items()}
+        self.seventh_words = frozenset(t for family in index.families for words in family.ext_tokens for t in words)
 
 
 _ROLE_COST = np.array(ROLE_COST, dtype=np.float64)
@@ -114,19 +115,53 @@ def _views(index: CodeIndex) -> _Arrays:
     return arrays
 
 
-def search(index: CodeIndex, query: Query, *, limit: int = 20) -> list[Hit]:
-    if not query.weights:
-        return []
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a query's weighted words alone decide, before its negations: the documents worth scoring."""
+
+    candidates: np.ndarray  # document numbers, in the order the query's words reach them
+    base_weights: dict[int, float]
+    ext_weights: dict[int, float]
+    q_total: float
+
+
+def negation_counts(index: CodeIndex, group: str, documents: np.ndarray, token: int) -> bool:
+    """Whether negating `token` can change the hits of a search over `documents` (sorted
+    document numbers, int32): only a word on one of their titles can, or a 7th-character word
+    (`_pick_member` reads those off the families). Any other negated word leaves every score
+    as it is."""
+    if token in _views(index).seventh_words:
+        return True
+    docs = index.postings[group][token]
+    if not len(docs) or not len(documents):
+        return False
+    found = np.frombuffer(docs, dtype=np.int32)
+    at = np.searchsorted(documents, found)
+    np.minimum(at, len(documents) - 1, out=at)
+    return bool((documents[at] == found).any())
+
+
+def plan(index: CodeIndex, query: Query) -> Plan:
     # words that only 7th characters use (initial, subsequent, sequela...) are
     # left to the family step and do not count against other titles
     postings = index.postings[query.group]
     base_weights = {t: w for t, w in query.weights.items() if postings[t] and t not in query.ext}
     ext_weights = {t: w for t, w in query.weights.items() if t not in base_weights}
     q_total = sum(base_weights.values()) or 1.0
-    v = _views(index)
-    cand = _candidates(postings, base_weights, v.cost)
+    cand = _candidates(postings, base_weights, _views(index).cost)
+    return Plan(cand, base_weights, ext_weights, q_total)
+
+
+def search(index: CodeIndex, query: Query, *, limit: int = 20, planned: Plan | None = None) -> list[Hit]:
+    """The `limit` best codes for `query`; `planned`: its `plan`, made already."""
+    if not query.weights:
+        return []
+    p = planned or plan(index, query)
+    base_weights, ext_weights, q_total, cand = p.base_weights, p.ext_weights, p.q_total, p.candidates
     if not len(cand):
         return []
+    postings = index.postings[query.group]
+    v = _views(index)
     if len(cand) <= FEW_CANDIDATES:
         return _search_loop(index, query, cand.tolist(), base_weights, ext_weights, q_total, limit)
     neg = query.neg
