@@ -51,6 +51,7 @@ MAX_CODES = 15
 # 23 MB after 8,000 questions (4,096 would add a tenth to a worker's memory for
 # a few points more of hits); they hold token ids and code rows, never text.
 SEARCH_MEMO = 2048
+DETAIL_MEMO = 20_000  # rows whose "more specific" advice is kept (a few MB; started afresh when full)
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
 SIDES = frozenset({"right", "left", "bilateral"})
@@ -199,6 +200,7 @@ class CodeMatcher:
         self._searches = SearchMemo(index, SEARCH_MEMO)
         self._titles: dict[int, list[tuple[str, int]]] = {}
         self._row_flags = bytearray(len(index))  # see _flags
+        self._details: dict[int, str] = {}  # see _more_specific
 
     # ------------------------------------------------------------ public
 
@@ -283,7 +285,7 @@ class CodeMatcher:
             out = [
                 self._make(
                     row, status="header", score=1.0, evidence=evidence, report=False,
-                    more_specific=f"a header, not billable: choose a code below it ({_join(more_specific(idx, child)) if child is not None else 'see the tabular'})",
+                    more_specific=f"a header, not billable: choose a code below it ({_join(self._more_specific(child)) if child is not None else 'see the tabular'})",
                 )
             ]
             if child is not None:
@@ -292,7 +294,7 @@ class CodeMatcher:
                         child, score=0.9, evidence=(f"default code under {idx.display[row]}",),
                         more_specific=_join(
                             f"{idx.display[child]} is the default under {idx.display[row]}",
-                            more_specific(idx, child),
+                            self._more_specific(child),
                         ),
                     )
                 )
@@ -587,7 +589,7 @@ class CodeMatcher:
         text_tokens = set(tokenize(rewritten))
         for cand in ranked[:MAX_CODES]:
             cand.more_specific = _join(
-                more_specific(idx, cand.row), cand.more_specific,
+                self._more_specific(cand.row), cand.more_specific,
                 *seventh_character_defaults(idx.official[cand.row], text_tokens),
             )
         return findings, ranked
@@ -828,7 +830,7 @@ class CodeMatcher:
 
     def _suggestion(self, cand: _Candidate) -> Suggestion:
         idx = self.index
-        more = cand.more_specific or more_specific(idx, cand.row)
+        more = cand.more_specific or self._more_specific(cand.row)
         return self._make(
             cand.row, score=round(min(1.0, cand.score), 4), evidence=tuple(cand.evidence[:4]),
             report=cand.report, more_specific=more,
@@ -844,6 +846,15 @@ class CodeMatcher:
             billable=idx.billable[row] and st == "valid", release=idx.release[row], replaced_by=tuple(replaced_by),
             evidence=tuple(evidence), more_specific=more_specific, new=idx.change[row] == "new", report=report,
         )
+
+    def _more_specific(self, row: int) -> str:
+        """`detail.more_specific`, worked out once per row: it reads nothing but the index."""
+        said = self._details.get(row)
+        if said is None:
+            if len(self._details) >= DETAIL_MEMO:
+                self._details.clear()
+            said = self._details[row] = more_specific(self.index, row)
+        return said
 
     def _display(self, system: str, key: str) -> str:
         row = self.index.row(system, key)
