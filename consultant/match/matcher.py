@@ -42,7 +42,7 @@ from consultant.match.rules import (
     with_symptom_sibling,
 )
 from consultant.match.search import Hit, make_query
-from consultant.match.text import STOPWORDS, stem, tokenize, tokens_remembered, words
+from consultant.match.text import STOPWORDS, Caseless, stem, tokenize, tokens_remembered, words
 
 MAX_CODES = 15
 # Searches remembered across questions (memo.SearchMemo): a remembered one is
@@ -58,42 +58,32 @@ SIDES = frozenset({"right", "left", "bilateral"})
 SIDE_ORGANS = frozenset({"eye", "ear"})  # "left eye": the side is the point, the organ is in every candidate
 SEVENTH_WORDS = {"initial", "subsequent", "sequela", "encounter"}
 MODIFIER_TOKENS = {"left", "right", "bilateral", "injury", "visit", "today", "seen", "time", "yesterday", "week", "day"}
-_PROCEDURE = re.compile(
+_PROCEDURE = Caseless(
     r"\b(cpt|hcpcs|pcs|procedure|surgery|injection|removal|excision|resection|biopsy|colonoscopy|endoscopy|"
-    r"replacement|repair|insertion|drainage|x-?ray|mri|ct scan|ultrasound|visit code|e/m|supply|drug code)\b|\w+ectomy\b|\w+otomy\b|\w+plasty\b|\w+scopy\b",
-    re.I,
-)
-_PROCEDURE_CODE = re.compile(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b", re.I)
-_PREGNANCY = re.compile(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting)\b", re.I)
-_NEWBORN = re.compile(r"\b(newborn|neonat\w*|infant|baby|twin|liveborn|born)\b", re.I)
+    r"replacement|repair|insertion|drainage|x-?ray|mri|ct scan|ultrasound|visit code|e/m|supply|drug code)\b|\w+ectomy\b|\w+otomy\b|\w+plasty\b|\w+scopy\b")
+_PROCEDURE_CODE = Caseless(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b")
+_PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting)\b")
+_NEWBORN = Caseless(r"\b(newborn|neonat\w*|infant|baby|twin|liveborn|born)\b")
 # Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
-_OBSTETRIC = re.compile(
+_OBSTETRIC = Caseless(
     r"\b(pregnan\w*|gestation\w*|trimester|gravid\w*|g\d\s*p\d|prenatal|antepartum|antenatal|postpartum|"
     r"puerper\w*|labou?r|deliver\w*|cesarean|caesarean|c-section|miscarr\w*|abortion|ectopic|eclampsia|"
     r"pre-?eclampsia|hyperemesis|placent\w*|fetal|fetus|amnio\w*|chorio\w*|lactat\w*|breastfeed\w*|"
     r"breast-feed\w*|obstetric\w*|childbirth|hydatidiform|molar pregnancy|expecting|weeks pregnant|"
-    r"morning sickness|stillbirth|postnatal|uterine contractions)\b",
-    re.I,
-)
-_CONGENITAL = re.compile(
+    r"morning sickness|stillbirth|postnatal|uterine contractions)\b")
+_CONGENITAL = Caseless(
     r"\b(congenital\w*|born with|birth defect|since birth|from birth|newborn|neonat\w*|infant|hereditary|inherited|"
-    r"genetic|anomal\w*|malformation)\b",
-    re.I,
-)
-_INJURY = re.compile(
+    r"genetic|anomal\w*|malformation)\b")
+_INJURY = Caseless(
     r"\b(fractur\w*|broke\w*|break|crack\w*|sprain\w*|strain\w*|twist\w*|roll(?:ed)?|jamm?\w*|lacerat\w*|cut|gash|"
     r"bit(?:e|ten)|burn\w*|scald\w*|contusion|bruis\w*|injur\w*|wound\w*|trauma\w*|fell|fall\w*|dislocat\w*|"
     r"crush\w*|poison\w*|overdose\w*|sting\w*|stung|toxic|venom\w*|foreign body|splinter|abrasion|scrape\w*|"
     r"blister\w*|puncture\w*|amputat\w*|concussion|whiplash|accident\w*|collision|hit|struck|assault\w*|"
     r"frostbite|effect\w*|adverse|complication\w*|sequela\w*|late effect|encounter|pulled|tear|torn|rupture\w*|"
-    r"displace\w*|subluxation|avulsion|hematoma|black eye|shot|gunshot|stab\w*|drown\w*|electr\w*|exposure)\b",
-    re.I,
-)
-_PERINATAL = re.compile(
+    r"displace\w*|subluxation|avulsion|hematoma|black eye|shot|gunshot|stab\w*|drown\w*|electr\w*|exposure)\b")
+_PERINATAL = Caseless(
     r"\b(newborn|neonat\w*|infant|baby|twin|triplet|liveborn|born|preemie|premature|preterm|nicu|perinatal|"
-    r"birth|fetal|fetus|days? old|weeks? old)\b",
-    re.I,
-)
+    r"birth|fetal|fetus|days? old|weeks? old)\b")
 # Words of a question about a code rather than about a patient ("Is E11.9
 # still valid?", "what does H40.1131 mean", "M17.11 vs M17.12 - which one"):
 # beside an explicit code they are not findings.
@@ -126,13 +116,11 @@ NEGATION_IMPLIES = {
     "hemorrhage": (("bleeding",),),
     "stroke": (("cerebral", "infarction"),),
 }
-_DIABETES_TYPED = re.compile(
+_DIABETES_TYPED = Caseless(
     r"\btype\s*(?:1|2|i|ii|one|two)\b|\bt[12]\s*dm\b|\bdm\s*(?:type\s*)?[12]\b|\b(?:n?iddm)\b|\bjuvenile\b|"
     r"\binsulin[- ]dependent\b|\bdue to\b|\binduced\b|\bsecondary\b|\bgestational\b|\bpregnan|\bmody\b|"
     r"\bother specified\b|\blada\b|\blatent autoimmune\b|\bneonatal\b|\bpancreatectomy\b|\bpostprocedural\b|"
-    r"\bcystic fibrosis\b|\bmother\b|\binsipidus\b|\bprediabet|\bpre[- ]diabet|\bborderline\b|\bsteroid",
-    re.I,
-)
+    r"\bcystic fibrosis\b|\bmother\b|\binsipidus\b|\bprediabet|\bpre[- ]diabet|\bborderline\b|\bsteroid")
 # Words of how a note talks rather than of what it says ("complains of cough
 # for three days"): never searched.
 FILLER_TOKENS = frozenset(
@@ -330,23 +318,23 @@ class CodeMatcher:
         if not clauses:
             return [], []
         idx = self.index
-        group = PX if _PROCEDURE_CODE.search(text) else DX
+        group = PX if _PROCEDURE_CODE.found(text) else DX
         # Encounter words ("first visit") said anywhere choose 7th characters
         # everywhere, but never match titles of their own (see search.Query.ext).
         encounter = {t for c in clauses if not c.negated for t in tokenize(" ".join(c.words)) if t in ENCOUNTER_TOKENS}
         extra: set[str] = set()
-        pregnancy = bool(_PREGNANCY.search(text)) and not _NEWBORN.search(text)
+        pregnancy = _PREGNANCY.found(text) and not _NEWBORN.found(text)
         weeks = _weeks(text) if pregnancy else None
         if weeks is not None:
             extra |= {"3", "trimester"} if weeks >= 28 else ({"2", "trimester"} if weeks >= 14 else {"1", "trimester"})
-        if _NEWBORN.search(text):
+        if _NEWBORN.found(text):
             extra.add("newborn")
         rewritten = " ".join(w for c in clauses for w in c.words)
-        default_type2 = not _DIABETES_TYPED.search(text) and not _DIABETES_TYPED.search(rewritten)
+        default_type2 = not _DIABETES_TYPED.found(text) and not _DIABETES_TYPED.found(rewritten)
         context = frozenset(
             name for name, pattern in (("pregnancy", _OBSTETRIC), ("newborn", _PERINATAL), ("congenital", _CONGENITAL),
                                        ("injury", _INJURY))
-            if pattern.search(text) or pattern.search(rewritten)
+            if pattern.found(text) or pattern.found(rewritten)
         )
 
         neg_tokens: set[str] = set()
@@ -544,7 +532,7 @@ class CodeMatcher:
             if row is not None:
                 cands[row] = _Candidate(row, 0.9, 1.5, True, [f"{weeks} weeks of gestation"], sources={("w", 0)})
 
-        if group == DX and _PROCEDURE.search(text):
+        if group == DX and _PROCEDURE.found(text):
             words = tuple(w for c in clauses if not (c.negated or c.uncertain) for w in c.words)
             for h in self._search(words, group=PX, extra=set())[:3]:
                 if h.score >= 0.5:
