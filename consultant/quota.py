@@ -63,10 +63,20 @@ _ENSURE = {
     "postgresql": pg_insert(ACCOUNT).values(_NEW_GUEST).on_conflict_do_nothing(index_elements=["email"]),
     "sqlite": sqlite_insert(ACCOUNT).values(_NEW_GUEST).on_conflict_do_nothing(index_elements=["email"]),
 }
-_READ = select(ACCOUNT.c.tier, ACCOUNT.c.answered, ACCOUNT.c.extra_answers, ACCOUNT.c.active).where(
-    ACCOUNT.c.email == bindparam("p_email")
-)
-_LOCK = _READ.with_for_update()
+_STATE_COLUMNS = (ACCOUNT.c.tier, ACCOUNT.c.answered, ACCOUNT.c.extra_answers, ACCOUNT.c.active)
+_READ = select(*_STATE_COLUMNS).where(ACCOUNT.c.email == bindparam("p_email"))
+
+
+def _ensure_and_lock(insert: Any) -> Any:
+    """Create the guest account or, when it exists, take its row lock, and read it: one statement.
+    The update changes nothing; it is what locks the row on PostgreSQL (as FOR UPDATE would)."""
+    new = insert(ACCOUNT).values(_NEW_GUEST)
+    return new.on_conflict_do_update(index_elements=["email"], set_={"email": new.excluded.email}).returning(
+        *_STATE_COLUMNS
+    )
+
+
+_ENSURE_AND_LOCK = {"postgresql": _ensure_and_lock(pg_insert), "sqlite": _ensure_and_lock(sqlite_insert)}
 
 
 def _charge_statement(policy: QuotaPolicy) -> Any:
@@ -85,8 +95,11 @@ _charge_statements: dict[QuotaPolicy, Any] = {}
 def ensure_account(session: Session, email: str, *, now: datetime) -> None:
     """Create a guest account for `email` if none exists (race-free)."""
     conn = session.connection()
-    conn.execute(_ENSURE["postgresql" if conn.dialect.name == "postgresql" else "sqlite"],
-                 {"p_email": email, "p_now": now})
+    conn.execute(_ENSURE[_dialect(conn)], {"p_email": email, "p_now": now})
+
+
+def _dialect(conn: Any) -> str:
+    return "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
 
 
 def quota_state(session: Session, email: str, *, policy: QuotaPolicy) -> QuotaState:
@@ -105,12 +118,13 @@ def _state(email: str, account: Any, policy: QuotaPolicy) -> QuotaState:
 
 
 def lock_account(session: Session, email: str, *, now: datetime, policy: QuotaPolicy) -> QuotaState:
-    """Hold `email`'s account row until the transaction ends (FOR UPDATE on PostgreSQL;
-    SQLite's IMMEDIATE transaction already serialises writers) and return its state. Answers
-    to one sender are then decided one at a time, so "one over-quota notice per window"
-    holds across workers."""
-    ensure_account(session, email, now=now)
-    return _state(email, session.connection().execute(_LOCK, {"p_email": email}).first(), policy)
+    """Create `email`'s guest account if need be, hold its row until the transaction ends
+    (the upsert's row lock on PostgreSQL; SQLite's IMMEDIATE transaction already serialises
+    writers) and return its state, in one statement. Answers to one sender are then decided
+    one at a time, so "one over-quota notice per window" holds across workers."""
+    conn = session.connection()
+    row = conn.execute(_ENSURE_AND_LOCK[_dialect(conn)], {"p_email": email, "p_now": now}).first()
+    return _state(email, row, policy)
 
 
 def charge_answer(

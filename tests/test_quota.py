@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from consultant.db import session_scope
 from consultant.models import Account, Tier
-from consultant.quota import QuotaPolicy, charge_answer, quota_state
+from consultant.quota import QuotaPolicy, charge_answer, lock_account, quota_state
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
@@ -68,3 +68,40 @@ def test_quota_is_exact_when_many_answers_are_spent_at_once(db_engine) -> None:
     assert sorted(results) == [False] * quota + [True] * quota
     with Session(db_engine) as session:
         assert session.exec(select(Account)).one().answered == quota
+
+
+def test_lock_account_creates_a_guest_or_reads_the_account(db_engine) -> None:
+    policy = QuotaPolicy(guest_answers=1, free_answers=5)
+    with session_scope(db_engine) as session:
+        state = lock_account(session, "new@x.example", now=NOW, policy=policy)
+        assert (state.tier, state.answered, state.allowance, state.active) == (Tier.guest, 0, 1, True)
+    with session_scope(db_engine) as session:
+        account = session.exec(select(Account).where(Account.email == "new@x.example")).one()
+        account.tier, account.answered, account.extra_answers = Tier.free, 3, 10
+        session.add(account)
+    with session_scope(db_engine) as session:
+        state = lock_account(session, "new@x.example", now=NOW, policy=policy)
+        assert (state.tier, state.answered, state.allowance, state.active) == (Tier.free, 3, 16, True)
+        assert session.exec(select(Account).where(Account.email == "new@x.example")).one().created_at is not None
+
+
+def test_lock_account_holds_the_row_on_postgresql(pg_engine) -> None:
+    """A second transaction cannot lock the same account until the first one ends."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    policy = QuotaPolicy()
+    with session_scope(pg_engine) as first:
+        lock_account(first, "busy@x.example", now=NOW, policy=policy)
+    with session_scope(pg_engine) as first:
+        lock_account(first, "busy@x.example", now=NOW, policy=policy)
+        with Session(pg_engine) as second:
+            second.connection().execute(text("SET LOCAL lock_timeout = '300ms'"))
+            try:
+                lock_account(second, "busy@x.example", now=NOW, policy=policy)
+            except OperationalError as exc:
+                assert "lock timeout" in str(exc)
+            else:
+                raise AssertionError("the account row was not locked")
+            second.rollback()
+        lock_account(first, "other@x.example", now=NOW, policy=policy)  # the first goes on
