@@ -49,9 +49,12 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         return data.decode("cp1252", "replace")
 
 
+_SURROGATES = re.compile("[\udc80-\udcff]")  # 8-bit bytes the byte parser could not decode
+
+
 def decode_raw(value: str) -> str:
     """A header value as the byte parser left it (8-bit bytes as surrogates) -> text."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or not _SURROGATES.search(value):
         return value
     return decode_bytes(value.encode("utf-8", "surrogateescape"), None)
 
