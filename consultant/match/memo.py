@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable, Sequence
 import numpy as np
 
 from consultant.match.index import CodeIndex
-from consultant.match.search import Hit, Query, negation_counts, plan, search
+from consultant.match.search import Hit, Query, negation_counts, plan, prepare, search
 
 
 class _Remembered:
@@ -44,6 +44,7 @@ class SearchMemo:
     def __init__(self, index: CodeIndex, size: int) -> None:
         self.index = index
         self.size = size
+        prepare(index)
         self._keys: OrderedDict[tuple, _Remembered] = OrderedDict()
 
     def __len__(self) -> int:

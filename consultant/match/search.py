@@ -107,6 +107,11 @@ _NEG = 1 << 20  # the mark of a negated word in a query's token table
 _arrays: _Arrays | None = None
 
 
+def prepare(index: CodeIndex) -> None:
+    """Make the index's arrays and word sets at start-up rather than in the first search (10-20 ms)."""
+    _views(index)
+
+
 def _views(index: CodeIndex) -> _Arrays:
     global _arrays
     arrays = _arrays
