@@ -71,3 +71,20 @@ def test_the_memo_gives_what_a_fresh_search_gives(size):
             then = memo.hits(query, limit, then=lambda hits: sorted(hits, key=lambda h: h.row), then_key=("rows",))
             assert list(then) == sorted(S.search(index, query, limit=limit), key=lambda h: h.row)
     assert len(memo) <= size
+
+
+def test_one_key_asked_with_ever_new_negations_keeps_few_results(monkeypatch):
+    from consultant.match import memo as memo_module
+
+    monkeypatch.setattr(memo_module, "RESULTS_PER_KEY", 2)
+    index = build_index(_rows(6))
+    memo = SearchMemo(index, 100)
+    words = [w for w in WORDS if w in index.vocab]
+    asked = 0
+    for first in words:
+        for second in words:
+            query = S.make_query(index, tokenize("fracture femur"), neg=[first, second])
+            assert list(memo.hits(query, 12)) == S.search(index, query, limit=12)
+            asked += 1
+    assert asked > 50
+    assert all(len(kept.results) <= 3 for kept in memo._keys.values())

@@ -75,9 +75,11 @@ class Lexicon:
         out, evidence = self._pass(raw, [w.lower() for w in raw], self._by_first)
         if self._ctx_words and self._ctx_words.intersection(out):
             present = set(out)
+            # only the words of the text (and their singulars) are ever looked up
+            looked_up = present.union(*map(_singulars, present))
             table = {
-                first: [r for r in bucket if r.ctx & present]
-                for first, bucket in self._ctx_by_first.items()
+                first: [r for r in self._ctx_by_first[first] if r.ctx & present]
+                for first in looked_up & self._ctx_by_first.keys()
             }
             out, more = self._pass(out, out, table)
             evidence += more
@@ -128,6 +130,7 @@ class Lexicon:
         return None
 
 
+@lru_cache(maxsize=8192)  # asked again at every comparison of a rule with a word
 def _singulars(word: str) -> tuple[str, ...]:
     """ "blisters" matches a rule written for "blister" ("fever blisters on the lip")."""
     if len(word) <= 3 or not word.endswith("s") or word.endswith(("ss", "us", "is", "'s")):
@@ -137,7 +140,9 @@ def _singulars(word: str) -> tuple[str, ...]:
 
 def _raw_words(text: str) -> list[str]:
     # The same word boundaries as text.words, keeping case for the `upper` flag.
-    plain = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    plain = text if text.isascii() else "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+    )
     plain = plain.replace("\u2019", "'").replace("\u2018", "'").replace("-", " ").replace("/", " ")
     return _RAW_WORD.findall(plain)
 

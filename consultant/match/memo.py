@@ -27,6 +27,9 @@ from consultant.match.index import CodeIndex
 from consultant.match.search import Hit, Query, negation_counts, plan, prepare, search
 
 
+RESULTS_PER_KEY = 16  # results kept for one key (negation sets x rules after the search)
+
+
 class _Remembered:
     """One key's candidates (sorted numbers), each negated word's verdict, and its results."""
 
@@ -67,15 +70,18 @@ class SearchMemo:
         else:
             self._keys.move_to_end(key)
         neg = self._negations(remembered, query)
-        found = remembered.results.get((neg, then_key)) if then is not None else None
+        results = remembered.results
+        found = results.get((neg, then_key)) if then is not None else None
         if found is not None:
             return found
-        hits = remembered.results.get((neg, None))
+        hits = results.get((neg, None))
         if hits is None:
-            hits = remembered.results[(neg, None)] = tuple(search(self.index, query, limit=limit, planned=planned))
+            if len(results) >= RESULTS_PER_KEY:
+                results.clear()  # a word searched with ever new negations: its memory stays bounded
+            hits = results[(neg, None)] = tuple(search(self.index, query, limit=limit, planned=planned))
         if then is None:
             return hits
-        found = remembered.results[(neg, then_key)] = tuple(then(hits))
+        found = results[(neg, then_key)] = tuple(then(hits))
         return found
 
     def _negations(self, remembered: _Remembered, query: Query) -> frozenset[int]:
