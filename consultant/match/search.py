@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex  # noqa: F401 - PX, ICD: re-exported
+from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
 from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
