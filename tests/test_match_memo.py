@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from consultant.match import search as S
@@ -27,7 +28,7 @@ def test_negations_left_out_of_the_key_change_no_hit(seed):
     checked = dropped = 0
     for query in _queries(index, rng, 150):
         planned = S.plan(index, query)
-        documents = S.np.sort(planned.candidates).astype(S.np.int32)
+        documents = np.sort(planned.candidates).astype(np.int32)
         kept = frozenset(t for t in query.neg if S.negation_counts(index, query.group, documents, t))
         dropped += len(query.neg) - len(kept)
         for limit in (1, 12, 60):
@@ -45,7 +46,7 @@ def test_a_negated_word_on_a_candidate_title_counts():
         query = S.make_query(index, tokens, neg=tokens)
         planned = S.plan(index, query)
         if len(planned.candidates):
-            documents = S.np.sort(planned.candidates).astype(S.np.int32)
+            documents = np.sort(planned.candidates).astype(np.int32)
             assert S.negation_counts(index, query.group, documents, index.vocab[tokens[0]])
             return
     pytest.fail("no word of the made-up index found a title")
@@ -53,7 +54,7 @@ def test_a_negated_word_on_a_candidate_title_counts():
 
 def test_seventh_character_words_always_count():
     index = build_index(_rows(2))
-    none = S.np.zeros(0, dtype=S.np.int32)
+    none = np.zeros(0, dtype=np.int32)
     sequela = index.vocab["sequela"]
     assert S.negation_counts(index, S.DX, none, sequela)  # _pick_member reads them off the families
 
