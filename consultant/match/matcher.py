@@ -633,7 +633,7 @@ class CodeMatcher:
             hits = self._unstated_kind(hits, tokens, neg_ids, group, ext, context, limit)
         return hits
 
-    def _unstated_kind(self, hits: list[Hit], tokens: list[str], neg_ids, group: str, ext, context,
+    def _unstated_kind(self, hits: Sequence[Hit], tokens: list[str], neg_ids, group: str, ext, context,
                        limit: int) -> list[Hit]:
         """A stated side never picks a kind the text does not give: "cataract right eye" is H26.9
         (no sided code exists for a cataract of no stated kind), not an age-related cataract of the
@@ -817,7 +817,6 @@ class CodeMatcher:
     # ------------------------------------------------------------ output
 
     def _suggestion(self, cand: _Candidate) -> Suggestion:
-        idx = self.index
         more = cand.more_specific or self._more_specific(cand.row)
         return self._make(
             cand.row, score=round(min(1.0, cand.score), 4), evidence=tuple(cand.evidence[:4]),

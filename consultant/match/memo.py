@@ -26,7 +26,6 @@ import numpy as np
 from consultant.match.index import CodeIndex
 from consultant.match.search import Hit, Query, negation_counts, plan, prepare, search
 
-
 RESULTS_PER_KEY = 16  # results kept for one key (negation sets x rules after the search)
 
 
