@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,8 +51,7 @@ class Query:
     ext: frozenset[int] = frozenset()  # token ids used only to pick a 7th character
 
 
-@dataclass(frozen=True, slots=True)  # slots: the matcher remembers searches (matcher.SEARCH_MEMO)
-class Hit:
+class Hit(NamedTuple):  # a tuple: made by the ten thousand, and shared by the memo (matcher.SEARCH_MEMO)
     row: int  # the reportable code (family resolved to one member)
     score: float
     matched: frozenset[int]  # query token ids the code explains
@@ -99,7 +99,9 @@ class _Arrays:
         self.alias = np.frombuffer(docs.alias, dtype=np.uint8) if len(docs.alias) else np.zeros(0, np.uint8)
         self.target = np.frombuffer(docs.target, dtype=np.int32) if len(docs.target) else np.zeros(0, np.int32)
         self.idf = {group: np.array(weights, dtype=np.float64) for group, weights in index.idf.items()}
-        self.seventh_words = frozenset(t for family in index.families for words in family.ext_tokens for t in words)
+        # each family's 7th-character words, and all of them: a word outside them cannot pick a member
+        self.family_words = [frozenset(t for words in family.ext_tokens for t in words) for family in index.families]
+        self.seventh_words = frozenset().union(*self.family_words)
 
 
 _ROLE_COST = np.array(ROLE_COST, dtype=np.float64)
@@ -445,11 +447,17 @@ def _pick_member(
 ) -> tuple[int, float]:
     """Choose the 7th character: the member whose phrase says most of what the text says."""
     family = index.families[fam]
-    leftover = {t: w for t, w in query.weights.items() if t not in matched}
+    words = _views(index).family_words[fam]
+    # only the family's own 7th-character words can make a gain (in the query's order, so
+    # each sum adds the same numbers in the same order as over all the query's words)
+    leftover = [(t, w) for t, w in query.weights.items() if t in words and t not in matched]
     best_row, best_gain = family.members[0], 0.0
+    if not leftover:
+        return best_row, 0.0  # no member gains anything: the first one
+    negated = words.intersection(query.neg)
     for row, ext in zip(family.members, family.ext_tokens):
-        gain = sum(w for t, w in leftover.items() if t in ext)
-        gain -= sum(0.5 for t in ext if t in query.neg)
+        gain = sum(w for t, w in leftover if t in ext)
+        gain -= 0.5 * len(negated.intersection(ext))
         if gain > best_gain + 1e-9:
             best_row, best_gain = row, gain
     bonus = 0.1 * best_gain / (q_total + sum(ext_weights.values()) or 1.0)
