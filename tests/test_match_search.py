@@ -1,16 +1,17 @@
-"""The vectorised ranking (consultant/match/search.py), and its loop for a few
-candidates, give exactly what the loop over each candidate's tokens gave:
-same codes, same order, same scores to the last bit, on a made-up index with
-negations, "without" clauses, inclusion terms, ancestors and 7th-character
-families."""
+"""The ranking (consultant/match/search.py, its scoring loop in C) gives exactly
+what the Python loop over each candidate's tokens gave: same codes, same
+order, same scores to the last bit, on a made-up index with negations,
+"without" clauses, inclusion terms, ancestors and 7th-character families."""
 
 from __future__ import annotations
 
 import random
 from array import array
 
+import numpy as np
 import pytest
 
+from consultant.match import _scoring
 from consultant.match import search as S
 from consultant.match.index import ANCESTOR, ICD, ROLE_COST, WITHOUT, build_index
 from consultant.match.text import tokenize
@@ -167,15 +168,8 @@ def _queries(index, rng: random.Random, n: int):
         yield S.make_query(index, [*tokens, *(t for t in neg if rng.random() < 0.5)], neg=neg, ext=ext, group=group)
 
 
-@pytest.fixture(params=["arrays", "loop"])
-def way(request, monkeypatch):
-    """search() scores a few candidates in a loop, more with numpy: each way, whatever the number."""
-    monkeypatch.setattr(S, "FEW_CANDIDATES", 0 if request.param == "arrays" else 10**9)
-    return request.param
-
-
 @pytest.mark.parametrize("seed", range(6))
-def test_same_hits_as_the_token_loop(seed, way):
+def test_same_hits_as_the_token_loop(seed):
     index = build_index(_rows(seed))
     assert index.families  # the made-up S codes form 7th-character families
     rng = random.Random(seed)
@@ -184,7 +178,7 @@ def test_same_hits_as_the_token_loop(seed, way):
             assert S.search(index, query, limit=limit) == _reference_search(index, query, limit=limit)
 
 
-def test_same_hits_when_candidates_are_cut(monkeypatch, way):
+def test_same_hits_when_candidates_are_cut(monkeypatch):
     """More documents than MAX_CANDIDATES: the same ones are kept, in the same order."""
     monkeypatch.setattr(S, "MAX_CANDIDATES", 4)
     monkeypatch.setattr(S, "COMMON_POSTINGS", 6)
@@ -205,8 +199,38 @@ def test_candidates_in_walking_order():
         assert got == _reference_candidates(postings, weights, index.docs.cost)
 
 
-def test_no_query_words_no_hits(way):
+def test_no_query_words_no_hits():
     index = build_index(_rows(0))
     assert S.search(index, S.make_query(index, ["zzzunknown"])) == []
     only_ext = S.make_query(index, [], ext=tokenize("sequela"))
     assert S.search(index, only_ext) == _reference_search(index, only_ext)
+
+
+def _score_args(index, query, candidates):
+    docs = index.docs
+    return [docs.tokens, docs.roles, docs.start, docs.cost, docs.alias, docs.target,
+            S._views(index).idf[query.group], candidates, dict(query.weights), query.neg, -1, 1.0,
+            ANCESTOR, WITHOUT, S._ROLE_COST, S.ANCESTOR_MATCH, S.CONTRADICTED_PENALTY, S.NEGATED_PENALTY]
+
+
+def test_scoring_refuses_what_lies_outside_the_index():
+    """A damaged index or a bad candidate raises ValueError; nothing is read outside the arrays."""
+    index = build_index(_rows(1))
+    query = S.make_query(index, tokenize("chronic gastric ulcer"))
+    n_docs = len(index.docs)
+    assert _scoring.score(*_score_args(index, query, np.array([0, n_docs - 1], dtype=np.int64)))[0] >= 1
+    for bad in (-1, n_docs, 10**9):
+        with pytest.raises(ValueError, match="candidate outside"):
+            _scoring.score(*_score_args(index, query, np.array([0, bad], dtype=np.int64)))
+    args = _score_args(index, query, np.array([0], dtype=np.int64))
+    args[8] = {len(args[6]) + 5: 1.0}  # a query word past the vocabulary
+    with pytest.raises(ValueError, match="vocabulary"):
+        _scoring.score(*args)
+    args = _score_args(index, query, np.array([0], dtype=np.int64))
+    args[1] = bytes(len(index.docs.roles) - 1)  # roles shorter than the tokens
+    with pytest.raises(ValueError, match="disagree"):
+        _scoring.score(*args)
+    args = _score_args(index, query, np.array([0], dtype=np.int64))
+    args[7] = np.array([0], dtype=np.int16).tobytes() + b"\0"  # not whole 8-byte numbers
+    with pytest.raises(ValueError, match="whole number"):
+        _scoring.score(*args)

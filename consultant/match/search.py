@@ -12,12 +12,12 @@ Negated words change the picture: a title that needs a negated word ("with
 bleeding" after "no bleeding") is pushed down, and a title that says
 "without" it is credited.
 
-The candidates are scored together with numpy rather than in a loop over each
-title's tokens (the index's flat arrays are viewed, not copied). Every
-per-title sum and product is still taken token by token in title order, so
-the scores are bit for bit those of the loop (tests/test_match_search.py
-keeps the loop as the reference). A few candidates are still scored in that
-loop (`_search_loop`): below about 90, numpy's fixed costs outweigh it.
+Each search first picks its candidates from the postings of the query's
+rarer words (`plan`, with numpy), then scores every candidate title token by
+token in title order, in C (`_scoring.c`, built by setup.py), and ranks them
+here. The C loop does in double precision what the Python loop in
+tests/test_match_search.py does, operation for operation, so the scores are
+bit for bit the reference loop's; that test compares every hit.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from consultant.match import _scoring
 from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
 from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight
 MAX_CANDIDATES = 700
-FEW_CANDIDATES = 90  # up to this many, a loop over the tokens is faster than numpy's fixed costs
 COMMON_POSTINGS = 4000  # postings longer than this do not generate candidates
 NEGATED_PENALTY = 0.1  # a title that needs a negated word is all but excluded
 CONTRADICTED_PENALTY = 0.35  # a title that says "without" a word the text states
@@ -87,17 +87,12 @@ def make_query(
 
 
 class _Arrays:
-    """numpy views of one index's flat document arrays (no copy), made on first use."""
+    """What searches of one index read besides the index itself, made on first use."""
 
     def __init__(self, index: CodeIndex) -> None:
         docs = index.docs
         self.index = index
-        self.tokens = np.frombuffer(docs.tokens, dtype=np.int32) if len(docs.tokens) else np.zeros(0, np.int32)
-        self.roles = np.frombuffer(docs.roles, dtype=np.uint8) if len(docs.roles) else np.zeros(0, np.uint8)
-        self.start = np.frombuffer(docs.start, dtype=np.uint32).astype(np.int64)
         self.cost = np.frombuffer(docs.cost, dtype=np.float64) if len(docs.cost) else np.zeros(0)
-        self.alias = np.frombuffer(docs.alias, dtype=np.uint8) if len(docs.alias) else np.zeros(0, np.uint8)
-        self.target = np.frombuffer(docs.target, dtype=np.int32) if len(docs.target) else np.zeros(0, np.int32)
         self.idf = {group: np.array(weights, dtype=np.float64) for group, weights in index.idf.items()}
         # each family's 7th-character words, and all of them: a word outside them cannot pick a member
         self.family_words = [frozenset(t for words in family.ext_tokens for t in words) for family in index.families]
@@ -105,7 +100,6 @@ class _Arrays:
 
 
 _ROLE_COST = np.array(ROLE_COST, dtype=np.float64)
-_NEG = 1 << 20  # the mark of a negated word in a query's token table
 _arrays: _Arrays | None = None
 
 
@@ -167,152 +161,63 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20, planned: Plan | N
     base_weights, ext_weights, q_total, cand = p.base_weights, p.ext_weights, p.q_total, p.candidates
     if not len(cand):
         return []
-    postings = index.postings[query.group]
-    v = _views(index)
-    if len(cand) <= FEW_CANDIDATES:
-        return _search_loop(index, query, cand.tolist(), base_weights, ext_weights, q_total, limit)
-    neg = query.neg
+    docs = index.docs
     without = index.vocab.get("without")
-
-    # The candidates' tokens end to end; only the positions holding a query
-    # word or a negated word count. Their values are then laid out as a
-    # (rank, document) matrix, column j holding document cand[j]'s in token
-    # order, so that every per-document sum and product runs down the columns
-    # one token after another (adding 0.0 or multiplying by 1.0 past a
-    # document's end) and rounds exactly as a loop over the tokens would.
-    n = len(cand)
-    lo = v.start[cand]
-    lens = v.start[cand + 1] - lo
-    ends = np.cumsum(lens)
-    pos = np.arange(int(ends[-1])) + np.repeat(lo - (ends - lens), lens)
-    all_tokens = v.tokens[pos]
-    n_q = len(base_weights)
-    qw = np.fromiter(base_weights.values(), dtype=np.float64, count=n_q)
-    code = np.zeros(len(postings), dtype=np.int32)  # query word i: i + 1; negated: + _NEG
-    code[np.fromiter(base_weights, dtype=np.int64, count=n_q)] = np.arange(1, n_q + 1, dtype=np.int32)
-    if neg:
-        code[np.fromiter(neg, dtype=np.int64, count=len(neg))] += _NEG
-    codes = code[all_tokens]
-    at = np.flatnonzero(codes)
-    c = codes[at]
-    t = all_tokens[at]
-    role = v.roles[pos[at]]
-    doc = np.searchsorted(ends, at, side="right")
-    qi = (c & (_NEG - 1)) - 1  # the query word, -1 for none
-    inq = qi >= 0
-    isneg = c >= _NEG
-    isw = role == WITHOUT
-    # "without proteinuria" for a text that states proteinuria
-    contra = inq & isw & ~isneg
-    if without is not None:
-        contra &= t != without
-    hit = inq & ~contra
-    # a word only the parent's title says explains less than the code's own words
-    w = qw[qi]
-    said_without = ~inq & isneg & isw
-    count = np.bincount(doc, minlength=n)
-    rank = np.arange(len(at)) - (np.cumsum(count) - count)[doc]
-    depth = int(count.max())
-    sums = np.zeros((2, depth, n))
-    sums[0, rank, doc] = np.where(hit, np.where(role == ANCESTOR, w * ANCESTOR_MATCH, w), 0.0)
-    sums[1, rank, doc] = np.where(hit | said_without, v.idf[query.group][t] * _ROLE_COST[role], 0.0)
-    matched_q, matched_cost = np.add.reduce(sums, axis=1)
-    penalised = contra | (isneg & ~isw & (hit | ~inq))
-    if penalised.any():
-        factors = np.ones((depth, n))
-        factors[rank, doc] = np.where(contra, CONTRADICTED_PENALTY, np.where(penalised, NEGATED_PENALTY, 1.0))
-        penalty = np.multiply.reduce(factors, axis=0)
-    else:
-        penalty = np.ones(n)
-    credit = np.zeros(n)
-    if said_without.any():
-        credits = np.zeros((depth, n))
-        credits[rank, doc] = np.where(said_without, 0.06, 0.0)
-        credit = np.add.reduce(credits, axis=0)
-    hit_doc = doc[hit]
-    n_hit = np.bincount(hit_doc, minlength=n)
-
-    qcov = matched_q / q_total
-    cost = v.cost[cand]
-    positive = cost > 0
-    dcov = np.divide(matched_cost, cost, out=np.ones_like(matched_cost), where=positive)
-    score = qcov * (0.3 + 0.7 * dcov) * penalty + credit
-    alias = v.alias[cand].astype(bool)
-    score[alias] *= 0.97
-    clean = (penalty == 1.0) & (n_hit > 0)
-
-    hit_list = t[hit].tolist()
-    hit_start = (np.cumsum(n_hit) - n_hit).tolist()
-    n_hits = n_hit.tolist()
+    # Every candidate title scored token by token, in C (_scoring.c): the explained query
+    # weight, the title coverage, the penalties and credits, each target's best name.
+    n_slots, slot_target, slot_best, slot_score, widen, explained, dcov, credit, clean, slot_of, hit_start, hits = (
+        _scoring.score(
+            docs.tokens, docs.roles, docs.start, docs.cost, docs.alias, docs.target, _views(index).idf[query.group],
+            cand, base_weights, query.neg, -1 if without is None else without, q_total, ANCESTOR, WITHOUT,
+            _ROLE_COST, ANCESTOR_MATCH, CONTRADICTED_PENALTY, NEGATED_PENALTY,
+        )
+    )
+    best = memoryview(slot_best).cast("i")
+    explained = memoryview(explained).cast("d")
+    hit_start = memoryview(hit_start).cast("i")
+    hits_flat = memoryview(hits).cast("i")
 
     def hit_tokens(j: int) -> list[int]:
-        """The query words document cand[j] explains, in its order."""
-        return hit_list[hit_start[j] : hit_start[j] + n_hits[j]]
+        """The query words candidate j explains, in its title's order."""
+        return hits_flat[hit_start[j] : hit_start[j + 1]].tolist()
 
-    # Each target (code or family) keeps its best name: the highest score,
-    # the first candidate on a tie; targets rank by score, then by the first
-    # candidate that named them.
-    target = v.target[cand]
-    order = np.lexsort((-score, target))  # stable: the first name on a tie
-    sorted_target = target[order]
-    first_of_group = np.empty(n, dtype=bool)
-    first_of_group[0] = True
-    np.not_equal(sorted_target[1:], sorted_target[:-1], out=first_of_group[1:])
-    starts = np.flatnonzero(first_of_group)
-    best_j = order[starts]
-    first_j = np.minimum.reduceat(order, starts)
-    final = score[best_j]
-
-    # A code's names are synonyms: query words explained by any of them
-    # ("onychomycosis" by one inclusion term, "dermatophyte" by another)
-    # count for the code, at the title coverage of its best name. `seen`:
-    # how many query words a target's unpenalised names explain together.
+    final = np.frombuffer(slot_score, dtype=np.float64, count=n_slots)
+    # A code's names are synonyms: query words explained by any of its clean names
+    # ("onychomycosis" by one inclusion term, "dermatophyte" by another) count for the
+    # code, at the title coverage of its best name. The sets are built as the reference
+    # loop builds them, so that their sums add in the same order.
     unions: dict[int, tuple[frozenset[int], float]] = {}
-    widened = np.zeros(0, dtype=np.int64)
-    if len(starts) < n:  # some target has several names
-        group = np.empty(n, dtype=np.int64)
-        group[order] = np.cumsum(first_of_group) - 1
-        in_clean = clean[hit_doc]
-        pairs = np.sort(group[hit_doc[in_clean]] * n_q + qi[hit][in_clean])
-        if len(pairs):
-            pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
-        seen = np.bincount(pairs // n_q, minlength=len(starts))
-        widened = np.flatnonzero((seen > n_hit[best_j]) & (final > credit[best_j]))
-    if len(widened):
-        clean_sorted = clean[order]
-        per_group = np.add.reduceat(clean_sorted.astype(np.int64), starts)
-        clean_groups = np.split(order[clean_sorted], np.cumsum(per_group)[:-1])
-        for g in widened.tolist():
-            j = int(best_j[g])
-            js = np.sort(clean_groups[g]).tolist()  # the names in candidate order
-            tokens = set(hit_tokens(js[0]))
-            for other in js[1:]:
+    if widen:
+        final = final.copy()
+        credits = memoryview(credit).cast("d")
+        names = np.frombuffer(slot_of, dtype=np.int32)[np.frombuffer(clean, dtype=np.uint8).view(bool)]
+        clean_js = np.flatnonzero(np.frombuffer(clean, dtype=np.uint8))
+        for s in widen:
+            j = best[s]
+            tokens: set[int] = set()
+            for other in clean_js[names == s].tolist():  # in candidate order
                 tokens.update(hit_tokens(other))
-            explained = float(matched_q[j])
             union_tokens = tokens | frozenset(hit_tokens(j))
-            union = sum(base_weights[tok] for tok in union_tokens)
-            if union > explained:
-                gain = union / explained if explained else 1.0
-                score_t, credit_t = float(final[g]), float(credit[j])
-                final[g] = (score_t - credit_t) * gain + credit_t
-                unions[g] = (frozenset(union_tokens), union)
-    ranked = np.lexsort((first_j, -final))[: max(limit, 1)]
-    chosen = best_j[ranked]
-    hits: list[Hit] = []
+            union = sum(base_weights[t] for t in union_tokens)
+            if union > explained[j]:
+                gain = union / explained[j] if explained[j] else 1.0
+                final[s] = (float(final[s]) - credits[j]) * gain + credits[j]
+                unions[s] = (frozenset(union_tokens), union)
+    # targets rank by score, then by the first candidate that named them (their slot order)
+    ranked = np.argsort(-final, kind="stable")[: max(limit, 1)].tolist()
+    coverage = memoryview(dcov).cast("d")
+    targets = memoryview(slot_target).cast("i")
+    out: list[Hit] = []
     shared: dict[frozenset[int], frozenset[int]] = {}  # hits of one search mostly explain the same words
-    for g, j, score_t, target_t, explained, is_alias, dcov_t in zip(
-        ranked.tolist(), chosen.tolist(), final[ranked].tolist(), target[chosen].tolist(),
-        matched_q[chosen].tolist(), alias[chosen].tolist(), dcov[chosen].tolist(),
-    ):
-        union = unions.get(g)
-        if union is None:
-            matched = frozenset(hit_tokens(j))
-        else:
-            matched, explained = union
-        hits.append(_hit(index, query, target_t, score_t, shared.setdefault(matched, matched), alias=is_alias,
-                         explained=explained, dcov=dcov_t, ext_weights=ext_weights, q_total=q_total))
-    hits.sort(key=lambda h: -h.score)
-    return hits
+    for s in ranked:
+        j = best[s]
+        union = unions.get(s)
+        matched, weight = union if union is not None else (frozenset(hit_tokens(j)), explained[j])
+        out.append(_hit(index, query, targets[s], float(final[s]), shared.setdefault(matched, matched),
+                        alias=bool(docs.alias[int(cand[j])]), explained=weight, dcov=coverage[j],
+                        ext_weights=ext_weights, q_total=q_total))
+    out.sort(key=lambda h: -h.score)
+    return out
 
 
 def _hit(index: CodeIndex, query: Query, target: int, score: float, matched: frozenset[int], *, alias: bool,
@@ -325,80 +230,6 @@ def _hit(index: CodeIndex, query: Query, target: int, score: float, matched: fro
         score += bonus
     return Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=alias, explained=explained,
                dcov=round(dcov, 4))
-
-
-def _search_loop(
-    index: CodeIndex, query: Query, candidates: list[int], base_weights: dict[int, float],
-    ext_weights: dict[int, float], q_total: float, limit: int,
-) -> list[Hit]:
-    """What search() computes, as a loop over each candidate's tokens (for a few candidates)."""
-    idf = index.idf[query.group]
-    docs = index.docs
-    doc_tokens, doc_roles, doc_start, doc_cost = docs.tokens, docs.roles, docs.start, docs.cost
-    neg = query.neg
-    without = index.vocab.get("without")
-    doc_alias, doc_target = docs.alias, docs.target
-    best: dict[int, tuple[float, int, list[int], float, float, float]] = {}
-    also: dict[int, set[int]] = {}
-    for d in candidates:
-        lo, hi = doc_start[d], doc_start[d + 1]
-        matched_q = 0.0
-        matched_cost = 0.0
-        penalty = 1.0
-        credit = 0.0
-        hit_tokens = []
-        for t, role in zip(doc_tokens[lo:hi], doc_roles[lo:hi]):
-            w = base_weights.get(t)
-            if w is not None:
-                if role == WITHOUT and t not in neg and t != without:
-                    penalty *= CONTRADICTED_PENALTY
-                    continue
-                matched_q += w * ANCESTOR_MATCH if role == ANCESTOR else w
-                matched_cost += idf[t] * ROLE_COST[role]
-                hit_tokens.append(t)
-                if t in neg and role != WITHOUT:
-                    penalty *= NEGATED_PENALTY
-            elif t in neg:
-                if role == WITHOUT:
-                    credit += 0.06
-                    matched_cost += idf[t] * ROLE_COST[role]
-                else:
-                    penalty *= NEGATED_PENALTY
-        qcov = matched_q / q_total
-        cost = doc_cost[d]
-        dcov = matched_cost / cost if cost > 0 else 1.0
-        score = qcov * (0.3 + 0.7 * dcov) * penalty + credit
-        if doc_alias[d]:
-            score *= 0.97
-        target = doc_target[d]
-        prev = best.get(target)
-        if prev is None or score > prev[0]:
-            best[target] = (score, d, hit_tokens, matched_q, credit, dcov)
-        if penalty == 1.0 and hit_tokens:
-            seen = also.get(target)
-            if seen is None:
-                also[target] = set(hit_tokens)
-            else:
-                seen.update(hit_tokens)
-    for target, tokens in also.items():
-        score, d, matched, explained, credit, dcov = best[target]
-        if len(tokens) > len(matched) and score > credit:
-            union_tokens = tokens | frozenset(matched)
-            union = sum(base_weights[t] for t in union_tokens)
-            if union > explained:
-                gain = union / explained if explained else 1.0
-                best[target] = ((score - credit) * gain + credit, d, union_tokens, union, credit, dcov)
-    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
-    hits: list[Hit] = []
-    shared: dict[frozenset[int], frozenset[int]] = {}
-    for target, (score, d, matched, explained, _, dcov) in ranked:
-        matched = frozenset(matched)
-        hits.append(_hit(index, query, target, score, shared.setdefault(matched, matched), alias=bool(doc_alias[d]),
-                         explained=explained, dcov=dcov, ext_weights=ext_weights, q_total=q_total))
-        if len(hits) >= limit:
-            break
-    hits.sort(key=lambda h: -h.score)
-    return hits
 
 
 def _candidates(postings: list[array], weights: dict[int, float], cost: np.ndarray) -> np.ndarray:
