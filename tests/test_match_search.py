@@ -234,3 +234,15 @@ def test_scoring_refuses_what_lies_outside_the_index():
     args[7] = np.array([0], dtype=np.int16).tobytes() + b"\0"  # not whole 8-byte numbers
     with pytest.raises(ValueError, match="whole number"):
         _scoring.score(*args)
+
+
+def test_candidates_refuse_a_posting_outside_the_documents():
+    index = build_index(_rows(2))
+    cost = S._views(index).cost
+    n_docs = len(index.docs)
+    assert _scoring.candidates([array("i", [0, 1]), array("i", [1])], [1.0, 2.0], cost, 0.5, 10) != b""
+    for bad in (-1, n_docs):
+        with pytest.raises(ValueError, match="posting outside"):
+            _scoring.candidates([array("i", [0, bad])], [1.0], cost, 0.5, 10)
+    with pytest.raises(ValueError, match="one weight"):
+        _scoring.candidates([array("i", [0])], [], cost, 0.5, 10)

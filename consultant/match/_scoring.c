@@ -346,8 +346,142 @@ done:
     return result;
 }
 
+/* Documents per query word, summed in walking order: an insertion-ordered table. */
+typedef struct {
+    int64_t doc;
+    double acc;
+    double key;
+    Py_ssize_t order;
+} Reached;
+
+static int by_key(const void *a, const void *b)
+{
+    const Reached *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return (x->order > y->order) - (x->order < y->order); /* stable: the first reached first */
+}
+
+PyDoc_STRVAR(candidates_doc,
+"candidates(postings, weights, cost, floor, most) -> bytes (int64 document numbers)\n"
+"\n"
+"Walk the postings (int32 document numbers, one buffer per query word) in order,\n"
+"adding each word's weight to every document it reaches (the first word once per\n"
+"document, the others once per occurrence); keep the documents whose sum is at\n"
+"least `floor` times the best, in the order first reached. Over `most` of them,\n"
+"keep the `most` with the best estimated score (ties: first reached first).");
+
+static PyObject *candidates(PyObject *self, PyObject *args)
+{
+    PyObject *postings, *weights, *cost_o;
+    double floor_share;
+    Py_ssize_t most;
+    if (!PyArg_ParseTuple(args, "O!O!Odn", &PyList_Type, &postings, &PyList_Type, &weights, &cost_o, &floor_share,
+                          &most))
+        return NULL;
+    const Py_ssize_t n_words = PyList_GET_SIZE(postings);
+    if (PyList_GET_SIZE(weights) != n_words) {
+        PyErr_SetString(PyExc_ValueError, "one weight per postings list");
+        return NULL;
+    }
+    Buffer cost_b = {0};
+    Buffer *lists = PyMem_Calloc(n_words > 0 ? n_words : 1, sizeof(Buffer));
+    Reached *reached = NULL;
+    int32_t *table = NULL;
+    PyObject *result = NULL;
+    if (!lists) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (take(cost_o, &cost_b, 8, "cost") < 0)
+        goto done;
+    const double *cost = cost_b.view.buf;
+    const Py_ssize_t n_docs = cost_b.view.len / 8;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n_words; i++) {
+        if (take(PyList_GET_ITEM(postings, i), &lists[i], 4, "postings") < 0)
+            goto done;
+        total += lists[i].view.len / 4;
+    }
+    Py_ssize_t size = 16;
+    while (size < 2 * total)
+        size <<= 1;
+    const Py_ssize_t mask = size - 1;
+    table = PyMem_Malloc(sizeof(int32_t) * size);
+    reached = PyMem_Malloc(sizeof(Reached) * (total > 0 ? total : 1));
+    if (!table || !reached) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < size; i++)
+        table[i] = -1;
+    Py_ssize_t n = 0;
+    double top = 0.0;
+    for (Py_ssize_t i = 0; i < n_words; i++) {
+        const double w = PyFloat_AsDouble(PyList_GET_ITEM(weights, i));
+        if (w == -1.0 && PyErr_Occurred())
+            goto done;
+        const int32_t *docs = lists[i].view.buf;
+        const Py_ssize_t len = lists[i].view.len / 4;
+        for (Py_ssize_t k = 0; k < len; k++) {
+            const int32_t d = docs[k];
+            if (d < 0 || d >= n_docs) {
+                PyErr_SetString(PyExc_ValueError, "a posting outside the documents");
+                goto done;
+            }
+            Py_ssize_t h = ((uint32_t)d * 2654435761u) & mask;
+            while (table[h] >= 0 && reached[table[h]].doc != d)
+                h = (h + 1) & mask;
+            if (table[h] < 0) {
+                table[h] = (int32_t)n;
+                reached[n].doc = d;
+                reached[n].acc = 0.0 + w;
+                reached[n].order = n;
+                n++;
+            } else if (i > 0) {
+                reached[table[h]].acc += w; /* the first word counts once per document */
+            }
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (reached[i].acc > top || i == 0)
+            top = reached[i].acc;
+    const double floor = top * floor_share;
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (reached[i].acc >= floor)
+            reached[kept++] = reached[i];
+    if (kept > most) {
+        /* the best estimated score first, so that a short title ("Unspecified glaucoma")
+           is not crowded out by a hundred long ones sharing one more word */
+        for (Py_ssize_t i = 0; i < kept; i++) {
+            const double c = cost[reached[i].doc] == 0.0 ? 1.0 : cost[reached[i].doc];
+            const double a = reached[i].acc, share = a / c;
+            reached[i].key = -a * (0.3 + 0.7 * (share < 1.0 ? share : 1.0));
+        }
+        qsort(reached, kept, sizeof(Reached), by_key);
+        kept = most > 0 ? most : 0;
+    }
+    char *out;
+    result = new_bytes(8 * kept, &out);
+    if (result)
+        for (Py_ssize_t i = 0; i < kept; i++)
+            ((int64_t *)out)[i] = reached[i].doc;
+
+done:
+    release(&cost_b);
+    if (lists)
+        for (Py_ssize_t i = 0; i < n_words; i++)
+            release(&lists[i]);
+    PyMem_Free(lists);
+    PyMem_Free(table);
+    PyMem_Free(reached);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"score", score, METH_VARARGS, score_doc},
+    {"candidates", candidates, METH_VARARGS, candidates_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -234,43 +234,14 @@ def _hit(index: CodeIndex, query: Query, target: int, score: float, matched: fro
 
 def _candidates(postings: list[array], weights: dict[int, float], cost: np.ndarray) -> np.ndarray:
     """Documents worth scoring in full: those sharing enough query weight, in
-    the order the query's words first reach them."""
+    the order the query's words first reach them (`_scoring.candidates`)."""
     # Words on thousands of titles ("disease", "unspecified") find no document
     # the rarer words of the query miss; they are scored, not walked.
     rare = {t: w for t, w in weights.items() if len(postings[t]) <= COMMON_POSTINGS}
-    walked = list((rare or weights).items())
-    if not walked:
-        return np.zeros(0, dtype=np.int64)
-    # The first word counts once per document, the others once per
-    # occurrence; each document's sum runs in walking order (a stable sort
-    # keeps it, np.bincount adds in order), as the dict of sums did.
-    first = np.frombuffer(postings[walked[0][0]], dtype=np.int32)
-    if len(first) > 1 and (first[1:] == first[:-1]).any():
-        first = np.unique(first)
-    lists = [first] + [np.frombuffer(postings[t], dtype=np.int32) for t, _ in walked[1:]]
-    found = np.concatenate(lists)
-    weight = np.repeat(np.array([w for _, w in walked], dtype=np.float64), [len(a) for a in lists])
-    order = np.argsort(found, kind="stable")  # sorted runs: a merge
-    found = found[order]
-    new = np.empty(len(found), dtype=bool)
-    new[0] = True
-    np.not_equal(found[1:], found[:-1], out=new[1:])
-    acc = np.bincount(np.cumsum(new) - 1, weights=weight[order])
-    keep = acc >= acc.max() * CANDIDATE_FLOOR
-    reached = order[new][keep]  # where the walk first reached each kept document
-    out = found[new][keep].astype(np.int64)
-    acc = acc[keep]
-    by_walk = np.argsort(reached)
-    out, acc = out[by_walk], acc[by_walk]
-    if len(out) > MAX_CANDIDATES:
-        # keep the documents with the best estimated score, so that a short
-        # title ("Unspecified glaucoma") is not crowded out by a hundred long
-        # ones sharing one more word ("..., bilateral, stage unspecified")
-        c = cost[out]
-        c = np.where(c == 0.0, 1.0, c)  # `cost or 1.0`
-        key = -acc * (0.3 + 0.7 * np.minimum(1.0, acc / c))
-        out = out[np.argsort(key, kind="stable")[:MAX_CANDIDATES]]
-    return out
+    walked = rare or weights
+    found = _scoring.candidates([postings[t] for t in walked], list(walked.values()), cost, CANDIDATE_FLOOR,
+                                MAX_CANDIDATES)
+    return np.frombuffer(found, dtype=np.int64)
 
 
 def _pick_member(
