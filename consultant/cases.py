@@ -34,6 +34,7 @@ from sqlmodel import Session, select
 from consultant.inbox import MailRef
 from consultant.lease import claim_rows
 from consultant.models import Case, CaseStatus
+from consultant.prepared import Prepared
 
 FINISHED = {
     CaseStatus.answered,
@@ -132,21 +133,23 @@ _WAITING = select(func.count()).select_from(CASE).where(
 )
 
 
-# Built once: the answering path runs these for every question, and building a statement
-# costs more than running it (docs/BENCHMARKS.md).
-_READ_ATTEMPT = (
+# Built once and run on the driver's cursor (consultant/prepared.py): the answering path runs
+# these for every question (docs/BENCHMARKS.md).
+_READ_ATTEMPT = Prepared(
     select(CASE.c.status, CASE.c.claimed_by, CASE.c.claimed_until, CASE.c.flags, CASE.c.raw, CASE.c.kind,
            CASE.c.question, CASE.c.sender, CASE.c.sender_name, CASE.c.subject, CASE.c.message_id,
            CASE.c.reference_ids)
     .where(CASE.c.id == bindparam("p_id"))
     .with_for_update()
 )
-_SET_FLAGS = update(CASE).where(CASE.c.id == bindparam("p_id")).values(flags=_param("p_flags", CASE.c.flags))
-_POISON = update(CASE).where(CASE.c.id == bindparam("p_id")).values(
+_SET_FLAGS = Prepared(
+    update(CASE).where(CASE.c.id == bindparam("p_id")).values(flags=_param("p_flags", CASE.c.flags))
+)
+_POISON = Prepared(update(CASE).where(CASE.c.id == bindparam("p_id")).values(
     status=CaseStatus.quarantined, reason="poison", updated_at=_param("p_now", CASE.c.updated_at),
     flags=_param("p_flags", CASE.c.flags), error=f"a worker died while answering it {POISON_AFTER} times",
-)
-_FINISH = (
+))
+_FINISH = Prepared(
     update(CASE)
     .where(
         CASE.c.id == bindparam("p_id"),
@@ -185,15 +188,15 @@ def begin_attempt(conn: Connection, case_id: int, *, holder: str, now: datetime)
     """`start_attempt` in the caller's transaction: the answering path starts the next
     claimed case in the transaction that closes the one before (one commit fewer per case;
     the mark is still committed before that case's work begins)."""
-    row = conn.execute(_READ_ATTEMPT, {"p_id": case_id}).first()
+    row = _READ_ATTEMPT.run(conn, {"p_id": case_id}).first()
     if row is None or not _claim_holds(row.status, row.claimed_by, row.claimed_until, holder=holder, now=now):
         return None
     flags = list(row.flags or [])
     if flags.count(_ATTEMPT) >= POISON_AFTER:
-        conn.execute(_POISON, {"p_id": case_id, "p_now": now, "p_flags": [f for f in flags if f != _ATTEMPT]})
+        _POISON.run(conn, {"p_id": case_id, "p_now": now, "p_flags": [f for f in flags if f != _ATTEMPT]})
         return CaseStatus.quarantined
     flags.append(_ATTEMPT)
-    conn.execute(_SET_FLAGS, {"p_id": case_id, "p_flags": flags})
+    _SET_FLAGS.run(conn, {"p_id": case_id, "p_flags": flags})
     return Attempt(
         case_id, row.raw or b"", tuple(flags), kind=row.kind, question=row.question, sender=row.sender,
         sender_name=row.sender_name, subject=row.subject, message_id=row.message_id,
@@ -216,7 +219,7 @@ def finish_attempt(
     """Close the case in the caller's transaction, only while the claim is still `holder`'s
     (the condition is part of the UPDATE); raises ClaimLost otherwise, so the caller's
     transaction, with any charge and reply in it, rolls back."""
-    result = session.connection().execute(_FINISH, {
+    result = _FINISH.run(session.connection(), {
         "p_id": attempt.id, "p_holder": holder, "p_claim_valid_at": now, "p_status": status, "p_reason": reason,
         "p_now": now, "p_flags": [f for f in attempt.flags if f != _ATTEMPT], "p_confidence": confidence,
         "p_codes": codes or [], "p_findings": findings or [],

@@ -40,6 +40,7 @@ from consultant.errors import PermanentSendError, SendError
 from consultant.faults import crash_point
 from consultant.lease import claim_rows
 from consultant.models import Case, CaseStatus, Outbox, OutboxStatus
+from consultant.prepared import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -353,23 +354,24 @@ def release_outbox_claims(engine: Engine, ids: list[int], *, holder: str) -> Non
         )
 
 
-# Built once: the send path runs these for every reply (docs/BENCHMARKS.md).
-_READ_FOR_SEND = (
+# Built once and run on the driver's cursor: the send path runs these for every reply
+# (consultant/prepared.py, docs/BENCHMARKS.md).
+_READ_FOR_SEND = Prepared(
     select(OUTBOX.c.status, OUTBOX.c.claimed_by, OUTBOX.c.sending_since, OUTBOX.c.case_id, OUTBOX.c.raw,
            OUTBOX.c.recipient)
     .where(OUTBOX.c.id == bindparam("p_id"))
     .with_for_update()
 )
-_MARK_SENDING = update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
+_MARK_SENDING = Prepared(update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
     sending_since=bindparam("p_now", type_=OUTBOX.c.sending_since.type)
-)
-_MARK_SENT = update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
+))
+_MARK_SENT = Prepared(update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
     status=OutboxStatus.sent, sent_at=bindparam("p_now", type_=OUTBOX.c.sent_at.type),
     attempts=OUTBOX.c.attempts + 1, sending_since=None,
-)
-_CASE_REPLIED = update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.replied_at.is_(None)).values(
+))
+_CASE_REPLIED = Prepared(update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.replied_at.is_(None)).values(
     replied_at=bindparam("p_now", type_=CASE.c.replied_at.type)
-)
+))
 
 
 @dataclass(frozen=True)
@@ -391,7 +393,7 @@ def _deliver_one(
     with engine.begin() as conn:
         if accepted is not None:
             _mark_sent(conn, accepted, now)
-        row = conn.execute(_READ_FOR_SEND, {"p_id": outbox_id}).first()
+        row = _READ_FOR_SEND.run(conn, {"p_id": outbox_id}).first()
         mine = row is not None and row.status == OutboxStatus.pending and row.claimed_by == holder
         if mine:
             if row.sending_since is not None and row.case_id is not None:
@@ -399,7 +401,7 @@ def _deliver_one(
                 # recording the outcome: the server may have it. Resend the identical
                 # message (same Message-ID) once, and say so on the case.
                 flag_case(conn, row.case_id, "resent_after_crash")
-            conn.execute(_MARK_SENDING, {"p_id": outbox_id, "p_now": now})
+            _MARK_SENDING.run(conn, {"p_id": outbox_id, "p_now": now})
     if accepted is not None:
         _sent(accepted)
     if not mine:
@@ -428,9 +430,9 @@ def _deliver_one(
 
 
 def _mark_sent(conn: Connection, accepted: _Accepted, now: datetime) -> None:
-    conn.execute(_MARK_SENT, {"p_id": accepted.outbox_id, "p_now": now})
+    _MARK_SENT.run(conn, {"p_id": accepted.outbox_id, "p_now": now})
     if accepted.case_id is not None:
-        conn.execute(_CASE_REPLIED, {"p_id": accepted.case_id, "p_now": now})
+        _CASE_REPLIED.run(conn, {"p_id": accepted.case_id, "p_now": now})
 
 
 def _sent(accepted: _Accepted) -> None:

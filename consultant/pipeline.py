@@ -53,6 +53,7 @@ from consultant.match.base import Matcher, MatchResult, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
 from consultant.outbox import BackgroundSender, Transport, deliver_pending
 from consultant.parse import Question, parse_message
+from consultant.prepared import Prepared
 from consultant.quota import QuotaPolicy, QuotaState, charge_answer, lock_account
 from consultant.replies import ReplyTarget, enqueue_reply
 
@@ -405,14 +406,14 @@ def reply_codes(result: MatchResult) -> list[Suggestion]:
     return [s for s in result.codes if s.report or s.status in ("deleted", "not_found", "header")]
 
 
-_SENT_TO = select(OUTBOX.c.created_at).where(
+_SENT_TO = Prepared(select(OUTBOX.c.created_at).where(
     OUTBOX.c.recipient == bindparam("p_to"), OUTBOX.c.created_at > bindparam("p_since", type_=OUTBOX.c.created_at.type)
-)
+))
 
 
 def reply_cap_reason(session: Session, sender: str, *, caps: ReplyCaps, now: datetime) -> str | None:
     """`reply_cap` when `sender` already had its automatic replies for the hour or the day."""
-    day = session.connection().execute(_SENT_TO, {"p_to": sender, "p_since": now - timedelta(days=1)}).scalars().all()
+    day = _SENT_TO.run(session.connection(), {"p_to": sender, "p_since": now - timedelta(days=1)}).scalars()
     hour = [at for at in day if cases.aware(at) > now - timedelta(hours=1)]
     if len(hour) >= caps.per_hour or len(day) >= caps.per_day:
         log.warning("reply cap reached for a sender; no automatic reply (possible mail loop)")

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from consultant.models import Account, Tier
+from consultant.prepared import Prepared
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _ensure_and_lock(insert: Any) -> Any:
     )
 
 
-_ENSURE_AND_LOCK = {"postgresql": _ensure_and_lock(pg_insert), "sqlite": _ensure_and_lock(sqlite_insert)}
+_ENSURE_AND_LOCK = {"postgresql": Prepared(_ensure_and_lock(pg_insert)), "sqlite": Prepared(_ensure_and_lock(sqlite_insert))}
 
 
 def _charge_statement(policy: QuotaPolicy) -> Any:
@@ -89,7 +90,7 @@ def _charge_statement(policy: QuotaPolicy) -> Any:
     )
 
 
-_charge_statements: dict[QuotaPolicy, Any] = {}
+_charge_statements: dict[QuotaPolicy, Prepared] = {}
 
 
 def ensure_account(session: Session, email: str, *, now: datetime) -> None:
@@ -123,7 +124,7 @@ def lock_account(session: Session, email: str, *, now: datetime, policy: QuotaPo
     writers) and return its state, in one statement. Answers to one sender are then decided
     one at a time, so "one over-quota notice per window" holds across workers."""
     conn = session.connection()
-    row = conn.execute(_ENSURE_AND_LOCK[_dialect(conn)], {"p_email": email, "p_now": now}).first()
+    row = _ENSURE_AND_LOCK[_dialect(conn)].run(conn, {"p_email": email, "p_now": now}).first()
     return _state(email, row, policy)
 
 
@@ -136,6 +137,6 @@ def charge_answer(
         ensure_account(session, email, now=now)
     statement = _charge_statements.get(policy)
     if statement is None:
-        statement = _charge_statements[policy] = _charge_statement(policy)
-    result = session.connection().execute(statement, {"p_email": email})
+        statement = _charge_statements[policy] = Prepared(_charge_statement(policy))
+    result = statement.run(session.connection(), {"p_email": email})
     return result.rowcount == 1
