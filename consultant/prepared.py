@@ -82,6 +82,8 @@ class _Compiled:
             else:
                 value = bind.effective_value
                 self.fixed[name] = processor(value) if processor else value
+        # what the statement itself returns (an INSERT that PostgreSQL's compiler gave an
+        # implicit RETURNING of its key returns nothing, as through Connection.execute)
         self.columns = list(getattr(statement, "exported_columns", ()) or ())
         self.row_type: Any = None
         self.results: list[tuple[int, Processor]] = []
@@ -96,11 +98,10 @@ class _Compiled:
     def rows(self, cursor: Any, dialect: Dialect) -> list[Any]:
         if self.row_type is None:
             description = cursor.description
-            names = [col.key for col in self.columns] if len(self.columns) == len(description) else [
-                d[0] for d in description
-            ]
-            self.row_type = namedtuple("Row", names, rename=True)  # type: ignore[misc]
-            for i, col in enumerate(self.columns[: len(description)]):
+            if len(self.columns) != len(description):
+                raise ValueError("the driver returned other columns than the statement names")
+            self.row_type = namedtuple("Row", [col.key for col in self.columns], rename=True)  # type: ignore[misc]
+            for i, col in enumerate(self.columns):
                 processor = col.type.dialect_impl(dialect).result_processor(dialect, description[i][1])
                 if processor is not None:
                     self.results.append((i, processor))
@@ -138,7 +139,7 @@ class Prepared:
                 cursor.execute(compiled.sql, arguments)
             except dialect.loaded_dbapi.Error as exc:
                 raise DBAPIError.instance(compiled.sql, arguments, exc, dialect.loaded_dbapi.Error) from exc
-            rows = compiled.rows(cursor, dialect) if cursor.description else []
+            rows = compiled.rows(cursor, dialect) if compiled.columns and cursor.description else []
             return Rows(rows, cursor.rowcount)
         finally:
             cursor.close()

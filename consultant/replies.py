@@ -20,6 +20,7 @@ from sqlmodel import Session
 from consultant.codes.lookup import normalize_code
 from consultant.match.base import Suggestion
 from consultant.models import Case, Code, Outbox, OutboxStatus
+from consultant.prepared import Prepared
 from consultant.quota import QuotaPolicy, QuotaState, quota_state
 from consultant.render import CodeView, Reply, build_message, render_reply
 
@@ -28,7 +29,11 @@ CODE = Code.__table__  # type: ignore[attr-defined]
 # Built once (Core, not the ORM): building a statement costs more than running it here.
 _DESCRIBE = select(CODE.c.system, CODE.c.display, CODE.c.official, CODE.c.plain, CODE.c.release,
                    CODE.c.deleted_on).where(CODE.c.code.in_(bindparam("p_keys", expanding=True)))
-_NEW_REPLY = insert(Outbox.__table__)  # type: ignore[attr-defined]
+OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+# Every column named, so that no default is left to fill in: it runs prepared (consultant/prepared.py).
+_NEW_REPLY = Prepared(
+    insert(OUTBOX).values({c.name: bindparam(c.name, type_=c.type) for c in OUTBOX.c if c.name != "id"})
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def enqueue_reply(
         in_reply_to=target.message_id,
         references=target.references,
     )
-    session.connection().execute(_NEW_REPLY, {
+    _NEW_REPLY.run(session.connection(), {
         "case_id": case_id,
         "message_id": reply.message_id,
         "recipient": reply.to,
@@ -130,5 +135,9 @@ def enqueue_reply(
         "created_at": now,
         "attempts": 0,
         "last_error": "",
+        "claimed_by": None,
+        "claimed_until": None,
+        "sending_since": None,
+        "sent_at": None,
     })
     return reply

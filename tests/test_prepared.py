@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
-from consultant import cases, outbox, pipeline, quota
+from consultant import cases, outbox, pipeline, quota, replies
 from consultant.models import Account, Case, CaseStatus, Lease, Outbox, OutboxStatus, Tier
 from consultant.prepared import Prepared
 
@@ -43,9 +43,10 @@ def _seed(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
 
 
 def _tables(conn) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
-    """Every row of the three tables, without the account's id (a PostgreSQL sequence is not
-    rolled back: the second way's new account gets the next number)."""
-    columns = {CASE: list(CASE.c), OUTBOX: list(OUTBOX.c), ACCOUNT: [c for c in ACCOUNT.c if c.name != "id"]}
+    """Every row of the three tables, without the ids of new rows (a PostgreSQL sequence is not
+    rolled back: the second way's new row gets the next number)."""
+    columns = {CASE: list(CASE.c), OUTBOX: [c for c in OUTBOX.c if c.name != "id"],
+               ACCOUNT: [c for c in ACCOUNT.c if c.name != "id"]}
     return {
         t.name: [tuple(r) for r in conn.execute(select(*cols).order_by(*t.primary_key.columns)).all()]
         for t, cols in columns.items()
@@ -96,6 +97,11 @@ def _statements(case_id: int, outbox_id: int):  # type: ignore[no-untyped-def]
     for name in ("sqlite", "postgresql"):
         yield name, {"p_email": "new@example.org", "p_now": later}
         yield name, {"p_email": "old@example.org", "p_now": later}
+    yield replies._NEW_REPLY.statement, {
+        "case_id": case_id, "message_id": "<r2@consultant>", "recipient": "pat@example.org", "raw": b"MIME",
+        "status": OutboxStatus.held, "next_attempt_at": later, "created_at": later, "attempts": 0, "last_error": "",
+        "claimed_by": None, "claimed_until": None, "sending_since": None, "sent_at": None,
+    }
     yield quota._charge_statement(policy), {"p_email": "old@example.org"}
     yield quota._charge_statement(policy), {"p_email": "nobody@example.org"}
 
