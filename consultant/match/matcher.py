@@ -164,6 +164,11 @@ _WITHOUT_STOPS = frozenset(
 )
 _NOT_DIABETES_MELLITUS = frozenset({"insipidus", "prediabetes", "gestational", "mother", "newborn", "neonatal"})
 TITLE_READ, TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION = 1, 2, 4, 8  # CodeMatcher._flags
+# What a code needs the text to be about (CodeMatcher._in_context): chapter 15 a pregnancy,
+# chapter 16 and Z38 a newborn, an ICD-10-CM injury or poisoning code (S, T) an injury.
+NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY = 16, 32, 64
+TITLE_NEEDS = NEEDS_PREGNANCY | NEEDS_NEWBORN | NEEDS_INJURY
+_NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury"}
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.I)
 
 
@@ -688,12 +693,9 @@ class CodeMatcher:
         without one in the text they fall behind the other codes."""
         out = []
         for h in hits:
-            key = self.index.key[h.row]
-            need = "pregnancy" if key[0] == "O" else ("newborn" if key[0] == "P" or key.startswith("Z38") else "")
-            if not need and key[0] in "ST" and self.index.system[h.row] == ICD:
-                need = "injury"  # an injury or poisoning code for a text that names none falls behind
-            factor = OUT_OF_CONTEXT if need and need not in context else 1.0
             flags = self._flags(h.row)
+            need = _NEEDS.get(flags & TITLE_NEEDS, "")
+            factor = OUT_OF_CONTEXT if need and need not in context else 1.0
             if "congenital" not in context and flags & TITLE_CONGENITAL:
                 factor *= NOT_STATED_CONGENITAL
             if flags & TITLE_MANIFESTATION:
@@ -706,11 +708,19 @@ class CodeMatcher:
         return out
 
     def _flags(self, row: int) -> int:
-        """TITLE_SIDED, TITLE_CONGENITAL and TITLE_MANIFESTATION of the row's title, read once per process."""
+        """TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION and what context the code needs
+        (TITLE_NEEDS), read once per process."""
         flags = self._row_flags[row]
         if not flags:
             title = self.index.official[row].lower()
             flags = TITLE_READ
+            key = self.index.key[row]
+            if key[0] == "O":
+                flags |= NEEDS_PREGNANCY
+            elif key[0] == "P" or key.startswith("Z38"):
+                flags |= NEEDS_NEWBORN
+            elif key[0] in "ST" and self.index.system[row] == ICD:
+                flags |= NEEDS_INJURY  # an injury or poisoning code for a text that names none falls behind
             if SIDES.intersection(t for t, _ in self.index.titles[row]):
                 flags |= TITLE_SIDED
             if "congenital" in title:
