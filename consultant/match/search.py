@@ -204,32 +204,26 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20, planned: Plan | N
                 final[s] = (float(final[s]) - credits[j]) * gain + credits[j]
                 unions[s] = (frozenset(union_tokens), union)
     # targets rank by score, then by the first candidate that named them (their slot order)
-    ranked = np.argsort(-final, kind="stable")[: max(limit, 1)].tolist()
+    order = np.argsort(-final, kind="stable")[: max(limit, 1)]
     coverage = memoryview(dcov).cast("d")
     targets = memoryview(slot_target).cast("i")
+    documents = memoryview(cand).cast("B").cast("q")
+    doc_alias = docs.alias
     out: list[Hit] = []
     shared: dict[frozenset[int], frozenset[int]] = {}  # hits of one search mostly explain the same words
-    for s in ranked:
+    for s, score in zip(order.tolist(), final[order].tolist()):
         j = best[s]
         union = unions.get(s)
         matched, weight = union if union is not None else (frozenset(hit_tokens(j)), explained[j])
-        out.append(_hit(index, query, targets[s], float(final[s]), shared.setdefault(matched, matched),
-                        alias=bool(docs.alias[int(cand[j])]), explained=weight, dcov=coverage[j],
-                        ext_weights=ext_weights, q_total=q_total))
+        matched = shared.setdefault(matched, matched)
+        row = targets[s]
+        if row < 0:  # a 7th-character family, resolved to one member
+            row, bonus = _pick_member(index, -row - 1, query, matched, ext_weights, q_total)
+            score += bonus
+        out.append(Hit(row, round(min(score, 1.0), 4), matched, bool(doc_alias[documents[j]]), weight,
+                       round(coverage[j], 4)))
     out.sort(key=lambda h: -h.score)
     return out
-
-
-def _hit(index: CodeIndex, query: Query, target: int, score: float, matched: frozenset[int], *, alias: bool,
-         explained: float, dcov: float, ext_weights: dict[int, float], q_total: float) -> Hit:
-    """A ranked document as a hit; a 7th-character family (target < 0) resolved to one member."""
-    if target >= 0:
-        row = target
-    else:
-        row, bonus = _pick_member(index, -target - 1, query, matched, ext_weights, q_total)
-        score += bonus
-    return Hit(row=row, score=round(min(score, 1.0), 4), matched=matched, alias=alias, explained=explained,
-               dcov=round(dcov, 4))
 
 
 def _candidates(postings: list[array], weights: dict[int, float], cost: np.ndarray) -> np.ndarray:
