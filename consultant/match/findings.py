@@ -227,7 +227,7 @@ def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
     # a trigger after the condition (after a copula, or with only filler after
     # it) negates what comes before it
     for i in range(1, len(words)):
-        n = _starts(words, i, POST_NEGATION)
+        n = _starts(words, i, POST_NEGATION) if words[i] in POST_NEGATION else 0
         if not n:
             continue
         rest = words[i + n :]
@@ -236,7 +236,7 @@ def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
             if before:
                 return [(before, True)]
     for i in range(len(words)):
-        n = _starts(words, i, PRE_NEGATION)
+        n = _starts(words, i, PRE_NEGATION) if words[i] in PRE_NEGATION else 0
         if n and not _is_qualifier(words, i):
             before, after = words[:i], words[i + n :]
             if not after:
@@ -267,4 +267,4 @@ def _starts(words: list[str], i: int, phrases: Phrases) -> int:
 
 def _has(words: list[str] | tuple[str, ...], phrases: Phrases) -> bool:
     words = list(words)
-    return any(_starts(words, i, phrases) for i in range(len(words)))
+    return any(_starts(words, i, phrases) for i, w in enumerate(words) if w in phrases)

@@ -108,8 +108,13 @@ class Lexicon:
         self, raw: list[str], low: list[str], i: int, table: dict[str, list[Rule]]
     ) -> tuple[Rule, int, list[str]] | None:
         rules = table.get(low[i], ())
-        for form in _singulars(low[i]):
-            rules = [*rules, *table.get(form, ())]
+        forms = _singulars(low[i])
+        if forms:
+            plural = [rule for form in forms for rule in table.get(form, ())]
+            if plural:
+                rules = [*rules, *plural]
+        if not rules:
+            return None
         if len(rules) > 1:
             rules = sorted(rules, key=lambda r: -len(r.phrase))
         for rule in rules:
