@@ -190,8 +190,9 @@ def search(index: CodeIndex, query: Query, *, limit: int = 20, planned: Plan | N
     if widen:
         final = final.copy()
         credits = memoryview(credit).cast("d")
-        names = np.frombuffer(slot_of, dtype=np.int32)[np.frombuffer(clean, dtype=np.uint8).view(bool)]
-        clean_js = np.flatnonzero(np.frombuffer(clean, dtype=np.uint8))
+        is_clean = np.frombuffer(clean, dtype=np.uint8).view(bool)
+        names = np.frombuffer(slot_of, dtype=np.int32)[is_clean]  # the target slot of each clean name
+        clean_js = np.flatnonzero(is_clean)
         for s in widen:
             j = best[s]
             tokens: set[int] = set()
