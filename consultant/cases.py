@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from consultant.inbox import MailRef
-from consultant.lease import claim_rows
+from consultant.lease import Claim, claim_rows
 from consultant.models import Case, CaseStatus
 from consultant.prepared import Prepared
 
@@ -100,6 +100,7 @@ def record_case(
 POISON_AFTER = 3  # attempts that never finished before a case is quarantined as `poison` (D03)
 _ATTEMPT = "attempt"
 CASE = Case.__table__  # type: ignore[attr-defined]
+_CLAIM = Claim(CASE, CASE.c.status == CaseStatus.received)
 
 
 class ClaimLost(Exception):
@@ -242,9 +243,7 @@ def close_case(
 
 def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
     """Claim up to `limit` received cases for `holder`; returns their ids, oldest first."""
-    return claim_rows(
-        engine, Case, Case.status == CaseStatus.received, holder=holder, limit=limit, ttl=ttl, now=now
-    )
+    return claim_rows(_CLAIM, engine, holder=holder, limit=limit, ttl=ttl, now=now)
 
 
 def _claim_holds(status: str, claimed_by: str | None, claimed_until: datetime | None, *, holder: str,

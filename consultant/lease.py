@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, Integer, Table, bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -36,6 +36,7 @@ from sqlmodel import select
 
 from consultant.db import session_scope
 from consultant.models import Lease
+from consultant.prepared import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -138,31 +139,57 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     return (fields[0], fields[19]) if len(fields) > 19 else ("?", "")
 
 
-def claim_rows(
-    engine: Engine, model: Any, waiting: ColumnElement[bool], *, holder: str, limit: int, ttl: timedelta, now: datetime
-) -> list[int]:
-    """Claim up to `limit` rows of `model` that match `waiting` and are not claimed (or whose
-    claim expired, or whose holder is provably dead) for `holder`; returns their ids, oldest
-    first. One UPDATE over a `FOR UPDATE SKIP LOCKED` subquery on PostgreSQL, so workers never
-    wait on each other's rows; on SQLite the IMMEDIATE transaction serialises the claim."""
-    with session_scope(engine) as session:
-        held = session.exec(select(model.claimed_by).where(waiting, model.claimed_until >= now).distinct()).all()
-        dead = dead_holders(held)
-        free = (
-            select(model.id)
-            .where(
-                waiting,
-                model.claimed_until.is_(None) | (model.claimed_until < now) | model.claimed_by.in_(dead),
-            )
-            .order_by(model.id)
-            .limit(limit)
+class Claim:
+    """The claim statements for one kind of row, built once: `waiting` says which rows wait
+    for a worker, and may use the bind parameter `p_now` (the caller's clock).
+
+    The usual claim (no dead holder to free) runs as two prepared statements (`prepared.py`):
+    the holders of live claims, then the UPDATE. Only when a holder is provably dead does it
+    fall back to a statement built for those holders."""
+
+    def __init__(self, table: Table, waiting: ColumnElement[bool]) -> None:
+        self.table = table
+        self.waiting = waiting
+        now = _param("p_now", table.c.claimed_until)
+        self._held = Prepared(select(table.c.claimed_by).where(waiting, table.c.claimed_until >= now).distinct())
+        self._claim = Prepared(self.statement(table.c.claimed_until.is_(None) | (table.c.claimed_until < now)))
+
+    def statement(self, free: ColumnElement[bool]) -> Any:
+        """UPDATE the oldest `p_limit` waiting rows that `free` admits; returns their ids."""
+        table = self.table
+        oldest = (
+            select(table.c.id)
+            .where(self.waiting, free)
+            .order_by(table.c.id)
+            .limit(bindparam("p_limit", type_=Integer))
             .with_for_update(skip_locked=True)
         )
-        rows = session.execute(
-            update(model)
-            .where(model.id.in_(free.scalar_subquery()))
-            .values(claimed_by=holder, claimed_until=now + ttl)
-            .returning(model.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    return sorted(row[0] for row in rows)
+        return (
+            update(table)
+            .where(table.c.id.in_(oldest.scalar_subquery()))
+            .values(claimed_by=bindparam("p_holder", type_=table.c.claimed_by.type),
+                    claimed_until=_param("p_until", table.c.claimed_until))
+            .returning(table.c.id)
+        )
+
+
+def _param(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+def claim_rows(claim: Claim, engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
+    """Claim up to `limit` rows that `claim` finds waiting and not claimed (or whose claim
+    expired, or whose holder is provably dead) for `holder`; returns their ids, oldest first.
+    One UPDATE over a `FOR UPDATE SKIP LOCKED` subquery on PostgreSQL, so workers never wait
+    on each other's rows; on SQLite the IMMEDIATE transaction serialises the claim."""
+    params = {"p_now": now, "p_limit": limit, "p_holder": holder, "p_until": now + ttl}
+    with engine.begin() as conn:
+        dead = dead_holders(claim._held.run(conn, params).scalars())
+        if not dead:
+            rows = claim._claim.run(conn, params).scalars()
+        else:
+            table = claim.table
+            now_param = _param("p_now", table.c.claimed_until)
+            free = table.c.claimed_until.is_(None) | (table.c.claimed_until < now_param) | table.c.claimed_by.in_(dead)
+            rows = conn.execute(claim.statement(free), params).scalars().all()
+    return sorted(rows)

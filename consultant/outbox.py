@@ -38,7 +38,7 @@ from consultant.cases import flag_case
 from consultant.db import session_scope
 from consultant.errors import PermanentSendError, SendError
 from consultant.faults import crash_point
-from consultant.lease import claim_rows
+from consultant.lease import Claim, claim_rows
 from consultant.models import Case, CaseStatus, Outbox, OutboxStatus
 from consultant.prepared import Prepared
 
@@ -223,13 +223,14 @@ def backoff(attempts: int) -> timedelta:
 
 
 CLAIM_TTL = timedelta(minutes=5)
+_CLAIM = Claim(OUTBOX, (OUTBOX.c.status == OutboxStatus.pending)
+               & (OUTBOX.c.next_attempt_at <= bindparam("p_now", type_=OUTBOX.c.next_attempt_at.type)))
 
 
 def claim_outbox(engine: Engine, *, holder: str, limit: int, now: datetime) -> list[int]:
     """Claim due rows for `holder` (SKIP LOCKED on PostgreSQL; IMMEDIATE on SQLite)."""
     # a worker killed mid-send is provably dead: its rows are free at once
-    waiting = (Outbox.status == OutboxStatus.pending) & (Outbox.next_attempt_at <= now)
-    return claim_rows(engine, Outbox, waiting, holder=holder, limit=limit, ttl=CLAIM_TTL, now=now)
+    return claim_rows(_CLAIM, engine, holder=holder, limit=limit, ttl=CLAIM_TTL, now=now)
 
 
 def deliver_pending(

@@ -34,7 +34,7 @@ from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from consultant.resources import templates_dir
 
@@ -92,11 +92,15 @@ def template_environment(path: str | None = None) -> Environment:
     )
 
 
+@lru_cache(maxsize=64)  # names come from our code (the kinds, the digest), never from mail
+def _template(name: str) -> Template:
+    """A shipped template, loaded once (jinja2's own cache is looked up by weak reference
+    and loader for every call)."""
+    return template_environment().get_template(name)
+
+
 def render_parts(kind: str, context: dict[str, Any]) -> tuple[str, str]:
-    env = template_environment()
-    text = env.get_template(f"{kind}.txt").render(**context)
-    html = env.get_template(f"{kind}.html").render(**context)
-    return text, html
+    return _template(f"{kind}.txt").render(**context), _template(f"{kind}.html").render(**context)
 
 
 def reply_subject(subject: str) -> str:

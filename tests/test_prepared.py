@@ -102,6 +102,12 @@ def _statements(case_id: int, outbox_id: int):  # type: ignore[no-untyped-def]
         "status": OutboxStatus.held, "next_attempt_at": later, "created_at": later, "attempts": 0, "last_error": "",
         "claimed_by": None, "claimed_until": None, "sending_since": None, "sent_at": None,
     }
+    claim = {"p_now": later, "p_limit": 5, "p_holder": "w3", "p_until": later + timedelta(minutes=5)}
+    for claims in (cases._CLAIM, outbox._CLAIM):
+        yield claims._held.statement, claim
+        yield claims._claim.statement, claim
+        yield claims._claim.statement, {**claim, "p_limit": 0}
+        yield claims._claim.statement, {**claim, "p_now": later + timedelta(minutes=10)}  # w1's claim ran out
     yield quota._charge_statement(policy), {"p_email": "old@example.org"}
     yield quota._charge_statement(policy), {"p_email": "nobody@example.org"}
 

@@ -30,14 +30,22 @@ RESULTS_PER_KEY = 16  # results kept for one key (negation sets x rules after th
 
 
 class _Remembered:
-    """One key's candidates (sorted numbers), each negated word's verdict, and its results."""
+    """One key's candidates, each negated word's verdict, and its results. The candidates are
+    sorted (for `negation_counts`) only when a query of this key first negates a word."""
 
-    __slots__ = ("documents", "results", "verdicts")
+    __slots__ = ("_documents", "_sorted", "results", "verdicts")
 
-    def __init__(self, documents: np.ndarray) -> None:
-        self.documents = documents
+    def __init__(self, candidates: np.ndarray) -> None:
+        self._documents = candidates
+        self._sorted = False
         self.verdicts: dict[int, bool] = {}
         self.results: dict[tuple[frozenset[int], Hashable], Sequence[Hit]] = {}
+
+    @property
+    def documents(self) -> np.ndarray:
+        if not self._sorted:
+            self._documents, self._sorted = np.sort(self._documents), True
+        return self._documents
 
 
 class SearchMemo:
@@ -63,7 +71,7 @@ class SearchMemo:
         planned = None
         if remembered is None:
             planned = plan(self.index, query)
-            remembered = self._keys[key] = _Remembered(np.sort(planned.candidates).astype(np.int32))
+            remembered = self._keys[key] = _Remembered(planned.candidates)
             if len(self._keys) > self.size:
                 self._keys.popitem(last=False)
         else:
