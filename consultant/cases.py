@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from consultant.db import Db, connection_of
 from consultant.inbox import MailRef
 from consultant.lease import Claim, claim_rows
 from consultant.models import Case, CaseStatus
@@ -206,7 +207,7 @@ def begin_attempt(conn: Connection, case_id: int, *, holder: str, now: datetime)
 
 
 def finish_attempt(
-    session: Session,
+    db: Db,
     attempt: Attempt,
     status: CaseStatus,
     *,
@@ -220,7 +221,7 @@ def finish_attempt(
     """Close the case in the caller's transaction, only while the claim is still `holder`'s
     (the condition is part of the UPDATE); raises ClaimLost otherwise, so the caller's
     transaction, with any charge and reply in it, rolls back."""
-    result = _FINISH.run(session.connection(), {
+    result = _FINISH.run(connection_of(db), {
         "p_id": attempt.id, "p_holder": holder, "p_claim_valid_at": now, "p_status": status, "p_reason": reason,
         "p_now": now, "p_flags": [f for f in attempt.flags if f != _ATTEMPT], "p_confidence": confidence,
         "p_codes": codes or [], "p_findings": findings or [],

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,17 @@ class WalCheckpointer:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+Db = Session | Connection  # what the answering helpers run in: an ORM session's transaction, or Core's
+
+
+def connection_of(db: Db) -> Connection:
+    """The Connection of `db`'s transaction (a session's, after flushing what the ORM holds)."""
+    if isinstance(db, Session):
+        db.flush()
+        return db.connection()
+    return db
 
 
 @contextmanager

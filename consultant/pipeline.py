@@ -39,11 +39,11 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from consultant import cases
 from consultant.accounts import Command, confirm_registration, detect_command, start_registration
-from consultant.db import session_scope
+from consultant.db import Db, connection_of, session_scope
 from consultant.errors import SenderError, ServiceError
 from consultant.faults import crash_point
 from consultant.inbox import Inbox, MailRef
@@ -61,8 +61,11 @@ log = logging.getLogger(__name__)
 
 CLAIM_TTL = timedelta(minutes=5)
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+CASE = Case.__table__  # type: ignore[attr-defined]
 SEND_EVERY = 25  # answers between wake-ups of a background sender
-HOLDER_CHUNK = 10  # the lease holder claims few at a time, so it refills before the others run dry
+# Cases are claimed a few at a time: the lease holder refills before the others run dry, and
+# at the end of a burst no worker still holds a pile that another, idle, could have shared.
+CLAIM_CHUNK = 10
 ANSWERS_PER_PASS = 200  # a pass ends after this many, so a stop request or the lease renewal comes soon
 
 
@@ -207,7 +210,7 @@ def answer_claimed(
             refill()
         first = False
         claimed = cases.claim_cases(
-            services.engine, holder=services.worker_id, limit=min(limit, HOLDER_CHUNK if refill else 50), ttl=CLAIM_TTL, now=now()
+            services.engine, holder=services.worker_id, limit=min(limit, CLAIM_CHUNK), ttl=CLAIM_TTL, now=now()
         )
         started: cases.Started | _NotStarted = NOT_STARTED
         for n, case_id in enumerate(claimed):
@@ -292,22 +295,23 @@ def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, res
             now: datetime, following: int | None = None) -> tuple[str, cases.Started | _NotStarted]:
     """Charge, reply (or hold for review) and close the case, in one transaction that commits
     only while the claim is still ours (cases.finish_attempt raises ClaimLost otherwise); the
-    same transaction begins the `following` claimed case."""
+    same transaction begins the `following` claimed case. Core, not an ORM session: every
+    statement here is prepared, and a session's bookkeeping cost more than they did."""
     shown = reply_codes(result)
     hold_reason = services.review.hold_reason(result, shown)
-    with session_scope(services.engine) as session:
+    with services.engine.begin() as conn:
         quota = None
         if hold_reason:
             kind, status, reason = ("reply" if shown else "no_match"), CaseStatus.needs_review, hold_reason
-        elif (capped := reply_cap_reason(session, target.to, caps=services.caps, now=now)) is not None:
+        elif (capped := reply_cap_reason(conn, target.to, caps=services.caps, now=now)) is not None:
             kind, status, reason = "", CaseStatus.ignored, capped
         elif not shown:
             kind, status, reason = "no_match", CaseStatus.answered, "no_codes"
         else:
-            kind, status, reason, quota = _spend_or_refuse(services, session, target.to, now=now)
+            kind, status, reason, quota = _spend_or_refuse(services, conn, target.to, now=now)
         if kind:
             enqueue_reply(
-                session,
+                conn,
                 attempt.id,
                 target,
                 kind=kind,
@@ -320,7 +324,7 @@ def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, res
                 quota=quota,
             )
         cases.finish_attempt(
-            session,
+            conn,
             attempt,
             status,
             holder=services.worker_id,
@@ -336,7 +340,7 @@ def _answer(services: Services, attempt: cases.Attempt, target: ReplyTarget, res
         )
         begun: cases.Started | _NotStarted = NOT_STARTED
         if following is not None:
-            begun = cases.begin_attempt(session.connection(), following, holder=services.worker_id, now=now)
+            begun = cases.begin_attempt(conn, following, holder=services.worker_id, now=now)
     crash_point("after_outbox_commit")
     log.info("case %s: %s", attempt.id, status.value)
     return status.value, begun
@@ -387,15 +391,15 @@ def code_record(s: Suggestion) -> dict[str, object]:
 
 
 def _spend_or_refuse(
-    services: Services, session: Session, sender: str, *, now: datetime
+    services: Services, db: Db, sender: str, *, now: datetime
 ) -> tuple[str, CaseStatus, str, QuotaState]:
     """Spend an answer, or refuse with at most one over-quota notice per window. The sender's
     account row is locked first, so concurrent workers decide one sender's answers in turn.
     Also returns the account's state after the decision, for the reply's quota line."""
-    state = lock_account(session, sender, now=now, policy=services.policy)
-    if charge_answer(session, sender, policy=services.policy, now=now, account_exists=True):
+    state = lock_account(db, sender, now=now, policy=services.policy)
+    if charge_answer(db, sender, policy=services.policy, now=now, account_exists=True):
         return "reply", CaseStatus.answered, "", replace(state, answered=state.answered + 1)
-    if recent_over_quota_notice(session, sender, window=services.caps.over_quota_window, now=now):
+    if recent_over_quota_notice(db, sender, window=services.caps.over_quota_window, now=now):
         return "", CaseStatus.over_quota, "over_quota_notice_suppressed", state
     return "over_quota", CaseStatus.over_quota, "over_quota", state
 
@@ -406,14 +410,18 @@ def reply_codes(result: MatchResult) -> list[Suggestion]:
     return [s for s in result.codes if s.report or s.status in ("deleted", "not_found", "header")]
 
 
+_OVER_QUOTA_SINCE = select(CASE.c.id).where(
+    CASE.c.sender == bindparam("p_sender"), CASE.c.reason == "over_quota",
+    CASE.c.updated_at > bindparam("p_since", type_=CASE.c.updated_at.type),
+).limit(1)
 _SENT_TO = Prepared(select(OUTBOX.c.created_at).where(
     OUTBOX.c.recipient == bindparam("p_to"), OUTBOX.c.created_at > bindparam("p_since", type_=OUTBOX.c.created_at.type)
 ))
 
 
-def reply_cap_reason(session: Session, sender: str, *, caps: ReplyCaps, now: datetime) -> str | None:
+def reply_cap_reason(db: Db, sender: str, *, caps: ReplyCaps, now: datetime) -> str | None:
     """`reply_cap` when `sender` already had its automatic replies for the hour or the day."""
-    day = _SENT_TO.run(session.connection(), {"p_to": sender, "p_since": now - timedelta(days=1)}).scalars()
+    day = _SENT_TO.run(connection_of(db), {"p_to": sender, "p_since": now - timedelta(days=1)}).scalars()
     hour = [at for at in day if cases.aware(at) > now - timedelta(hours=1)]
     if len(hour) >= caps.per_hour or len(day) >= caps.per_day:
         log.warning("reply cap reached for a sender; no automatic reply (possible mail loop)")
@@ -421,17 +429,8 @@ def reply_cap_reason(session: Session, sender: str, *, caps: ReplyCaps, now: dat
     return None
 
 
-def recent_over_quota_notice(session: Session, sender: str, *, window: timedelta, now: datetime) -> bool:
-    return (
-        session.exec(
-            select(Case.id).where(
-                Case.sender == sender,
-                Case.reason == "over_quota",
-                Case.updated_at > now - window,
-            )
-        ).first()
-        is not None
-    )
+def recent_over_quota_notice(db: Db, sender: str, *, window: timedelta, now: datetime) -> bool:
+    return connection_of(db).execute(_OVER_QUOTA_SINCE, {"p_sender": sender, "p_since": now - window}).first() is not None
 
 
 def first_name(display_name: str) -> str:

@@ -23,8 +23,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
 
+from consultant.db import Db, connection_of
 from consultant.models import Account, Tier
 from consultant.prepared import Prepared
 
@@ -93,9 +93,9 @@ def _charge_statement(policy: QuotaPolicy) -> Any:
 _charge_statements: dict[QuotaPolicy, Prepared] = {}
 
 
-def ensure_account(session: Session, email: str, *, now: datetime) -> None:
+def ensure_account(db: Db, email: str, *, now: datetime) -> None:
     """Create a guest account for `email` if none exists (race-free)."""
-    conn = session.connection()
+    conn = connection_of(db)
     conn.execute(_ENSURE[_dialect(conn)], {"p_email": email, "p_now": now})
 
 
@@ -103,9 +103,9 @@ def _dialect(conn: Any) -> str:
     return "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
 
 
-def quota_state(session: Session, email: str, *, policy: QuotaPolicy) -> QuotaState:
-    session.flush()  # a registration or a grant earlier in this transaction went through the ORM
-    return _state(email, session.connection().execute(_READ, {"p_email": email}).first(), policy)
+def quota_state(db: Db, email: str, *, policy: QuotaPolicy) -> QuotaState:
+    # connection_of flushes: a registration or a grant earlier in this transaction went through the ORM
+    return _state(email, connection_of(db).execute(_READ, {"p_email": email}).first(), policy)
 
 
 def _state(email: str, account: Any, policy: QuotaPolicy) -> QuotaState:
@@ -118,25 +118,25 @@ def _state(email: str, account: Any, policy: QuotaPolicy) -> QuotaState:
     )
 
 
-def lock_account(session: Session, email: str, *, now: datetime, policy: QuotaPolicy) -> QuotaState:
+def lock_account(db: Db, email: str, *, now: datetime, policy: QuotaPolicy) -> QuotaState:
     """Create `email`'s guest account if need be, hold its row until the transaction ends
     (the upsert's row lock on PostgreSQL; SQLite's IMMEDIATE transaction already serialises
     writers) and return its state, in one statement. Answers to one sender are then decided
     one at a time, so "one over-quota notice per window" holds across workers."""
-    conn = session.connection()
+    conn = connection_of(db)
     row = _ENSURE_AND_LOCK[_dialect(conn)].run(conn, {"p_email": email, "p_now": now}).first()
     return _state(email, row, policy)
 
 
 def charge_answer(
-    session: Session, email: str, *, policy: QuotaPolicy, now: datetime, account_exists: bool = False
+    db: Db, email: str, *, policy: QuotaPolicy, now: datetime, account_exists: bool = False
 ) -> bool:
     """Spend one answer for `email`; False when none is left (nothing changes then).
     `account_exists`: the caller has just made sure of it (`lock_account`), skip the INSERT."""
     if not account_exists:
-        ensure_account(session, email, now=now)
+        ensure_account(db, email, now=now)
     statement = _charge_statements.get(policy)
     if statement is None:
         statement = _charge_statements[policy] = Prepared(_charge_statement(policy))
-    result = statement.run(session.connection(), {"p_email": email})
+    result = statement.run(connection_of(db), {"p_email": email})
     return result.rowcount == 1

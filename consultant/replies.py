@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
-from sqlmodel import Session
 
 from consultant.codes.lookup import normalize_code
+from consultant.db import Db, connection_of
 from consultant.match.base import Suggestion
 from consultant.models import Case, Code, Outbox, OutboxStatus
 from consultant.prepared import Prepared
@@ -51,7 +51,7 @@ class ReplyTarget:
         return cls(to=case.sender, subject=case.subject, message_id=case.message_id)
 
 
-def code_views(session: Session, suggestions: Sequence[Suggestion]) -> list[CodeView]:
+def code_views(db: Db, suggestions: Sequence[Suggestion]) -> list[CodeView]:
     """What the reply shows of each suggestion. The code table fills in what the matcher
     left out (descriptions, deletion date, release) and describes each replacement code."""
     # Only what the matcher left out is looked up: nearly every reply needs no row at all.
@@ -59,7 +59,7 @@ def code_views(session: Session, suggestions: Sequence[Suggestion]) -> list[Code
     # Looked up by the indexed canonical key: `display` has no index, and scanning
     # the whole code table cost 0.1-0.3 s per reply (bench/, docs/BENCHMARKS.md).
     keys = sorted({normalize_code(c) for c in wanted})
-    rows = session.connection().execute(_DESCRIBE, {"p_keys": keys}).all() if keys else []
+    rows = connection_of(db).execute(_DESCRIBE, {"p_keys": keys}).all() if keys else []
     known = {(row.system, row.display): row for row in rows}
 
     def view(code: str, system: str, status: str, s: Suggestion | None = None) -> CodeView:
@@ -89,7 +89,7 @@ def _complete(s: Suggestion) -> bool:
 
 
 def enqueue_reply(
-    session: Session,
+    db: Db,
     case_id: int | None,
     target: ReplyTarget,
     *,
@@ -104,10 +104,10 @@ def enqueue_reply(
     quota: QuotaState | None = None,
 ) -> Reply:
     """`quota`: the sender's state when the caller has just read it (the answering path)."""
-    state = quota or quota_state(session, target.to, policy=policy)
+    state = quota or quota_state(db, target.to, policy=policy)
     context: dict[str, Any] = {
         "name": target.name,
-        "codes": code_views(session, list(codes)[:MAX_CODES_IN_REPLY]),
+        "codes": code_views(db, list(codes)[:MAX_CODES_IN_REPLY]),
         "findings": list(findings),
         "quota_remaining": state.remaining,
         "allowance": state.allowance,
@@ -125,7 +125,7 @@ def enqueue_reply(
         in_reply_to=target.message_id,
         references=target.references,
     )
-    _NEW_REPLY.run(session.connection(), {
+    _NEW_REPLY.run(connection_of(db), {
         "case_id": case_id,
         "message_id": reply.message_id,
         "recipient": reply.to,
