@@ -91,3 +91,29 @@ def test_the_holder_never_waits_for_itself() -> None:
     turn.give()
     waiter.join(5)
     assert seen == [True]
+
+
+def test_a_database_locked_by_another_process_is_sqlalchemys_error_and_frees_the_turn(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from consultant import db
+
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "locked.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    other = sqlite3.connect(path, isolation_level=None)  # another process's writer, as SQLite sees it
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"):  # BEGIN IMMEDIATE timed out
+            with engine.begin():
+                pass
+    finally:
+        other.rollback()
+        other.close()
+    with engine.begin() as conn:  # the turn was given back: the next writer goes on
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    engine.dispose()
