@@ -93,7 +93,7 @@ def test_the_holder_never_waits_for_itself() -> None:
     assert seen == [True]
 
 
-def test_a_database_locked_by_another_process_is_sqlalchemys_error_and_frees_the_turn(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_database_locked_elsewhere_is_sqlalchemys_error_and_frees_the_turn(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
 
     from sqlalchemy.exc import OperationalError
