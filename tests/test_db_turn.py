@@ -108,9 +108,8 @@ def test_a_database_locked_elsewhere_is_sqlalchemys_error_and_frees_the_turn(tmp
     other = sqlite3.connect(path, isolation_level=None)  # another process's writer, as SQLite sees it
     other.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(OperationalError, match="locked"):  # BEGIN IMMEDIATE timed out
-            with engine.begin():
-                pass
+        with pytest.raises(OperationalError, match="locked"), engine.begin():  # BEGIN IMMEDIATE timed out
+            pass
     finally:
         other.rollback()
         other.close()
