@@ -33,9 +33,9 @@ from sqlmodel import Session, select
 
 from consultant.db import Db, connection_of
 from consultant.inbox import MailRef
-from consultant.lease import Claim, claim_rows
+from consultant.lease import Claim
 from consultant.models import Case, CaseStatus
-from consultant.prepared import Prepared
+from consultant.prepared import Prepared, typed_param
 
 FINISHED = {
     CaseStatus.answered,
@@ -125,13 +125,9 @@ class Attempt:
     reference_ids: tuple[str, ...] = ()
 
 
-def _param(name: str, column: Any) -> Any:
-    return bindparam(name, type_=column.type)
-
-
 _WAITING = select(func.count()).select_from(CASE).where(
     CASE.c.status == CaseStatus.received,
-    CASE.c.claimed_until.is_(None) | (CASE.c.claimed_until < _param("p_now", CASE.c.claimed_until)),
+    CASE.c.claimed_until.is_(None) | (CASE.c.claimed_until < typed_param("p_now", CASE.c.claimed_until)),
 )
 
 
@@ -145,11 +141,11 @@ _READ_ATTEMPT = Prepared(
     .with_for_update()
 )
 _SET_FLAGS = Prepared(
-    update(CASE).where(CASE.c.id == bindparam("p_id")).values(flags=_param("p_flags", CASE.c.flags))
+    update(CASE).where(CASE.c.id == bindparam("p_id")).values(flags=typed_param("p_flags", CASE.c.flags))
 )
 _POISON = Prepared(update(CASE).where(CASE.c.id == bindparam("p_id")).values(
-    status=CaseStatus.quarantined, reason="poison", updated_at=_param("p_now", CASE.c.updated_at),
-    flags=_param("p_flags", CASE.c.flags), error=f"a worker died while answering it {POISON_AFTER} times",
+    status=CaseStatus.quarantined, reason="poison", updated_at=typed_param("p_now", CASE.c.updated_at),
+    flags=typed_param("p_flags", CASE.c.flags), error=f"a worker died while answering it {POISON_AFTER} times",
 ))
 _FINISH = Prepared(
     update(CASE)
@@ -157,13 +153,13 @@ _FINISH = Prepared(
         CASE.c.id == bindparam("p_id"),
         CASE.c.status == CaseStatus.received,
         CASE.c.claimed_by == bindparam("p_holder"),
-        CASE.c.claimed_until >= _param("p_claim_valid_at", CASE.c.claimed_until),
+        CASE.c.claimed_until >= typed_param("p_claim_valid_at", CASE.c.claimed_until),
     )
     .values(
-        status=_param("p_status", CASE.c.status), reason=bindparam("p_reason"),
-        updated_at=_param("p_now", CASE.c.updated_at), flags=_param("p_flags", CASE.c.flags),
-        confidence=bindparam("p_confidence"), codes=_param("p_codes", CASE.c.codes),
-        findings=_param("p_findings", CASE.c.findings),
+        status=typed_param("p_status", CASE.c.status), reason=bindparam("p_reason"),
+        updated_at=typed_param("p_now", CASE.c.updated_at), flags=typed_param("p_flags", CASE.c.flags),
+        confidence=bindparam("p_confidence"), codes=typed_param("p_codes", CASE.c.codes),
+        findings=typed_param("p_findings", CASE.c.findings),
     )
 )
 
@@ -244,7 +240,7 @@ def close_case(
 
 def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
     """Claim up to `limit` received cases for `holder`; returns their ids, oldest first."""
-    return claim_rows(_CLAIM, engine, holder=holder, limit=limit, ttl=ttl, now=now)
+    return _CLAIM.run(engine, holder=holder, limit=limit, ttl=ttl, now=now)
 
 
 def _claim_holds(status: str, claimed_by: str | None, claimed_until: datetime | None, *, holder: str,

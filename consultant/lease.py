@@ -36,7 +36,7 @@ from sqlmodel import select
 
 from consultant.db import session_scope
 from consultant.models import Lease
-from consultant.prepared import Prepared
+from consultant.prepared import Prepared, typed_param
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +150,35 @@ class Claim:
     def __init__(self, table: Table, waiting: ColumnElement[bool]) -> None:
         self.table = table
         self.waiting = waiting
-        now = _param("p_now", table.c.claimed_until)
-        self._held = Prepared(select(table.c.claimed_by).where(waiting, table.c.claimed_until >= now).distinct())
-        self._claim = Prepared(self.statement(table.c.claimed_until.is_(None) | (table.c.claimed_until < now)))
+        self._held = Prepared(
+            select(table.c.claimed_by)
+            .where(waiting, table.c.claimed_until >= typed_param("p_now", table.c.claimed_until))
+            .distinct()
+        )
+        self._claim = Prepared(self._update(self._free(())))
 
-    def statement(self, free: ColumnElement[bool]) -> Any:
+    def run(self, engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
+        """Claim up to `limit` waiting rows that nobody holds (or whose claim expired, or
+        whose holder is provably dead) for `holder`; returns their ids, oldest first. One UPDATE
+        over a `FOR UPDATE SKIP LOCKED` subquery on PostgreSQL, so workers never wait on each
+        other's rows; on SQLite the IMMEDIATE transaction serialises the claim."""
+        params = {"p_now": now, "p_limit": limit, "p_holder": holder, "p_until": now + ttl}
+        with engine.begin() as conn:
+            dead = dead_holders(self._held.run(conn, params).scalars())
+            if dead:
+                rows = conn.execute(self._update(self._free(dead)), params).scalars().all()
+            else:
+                rows = self._claim.run(conn, params).scalars()
+        return sorted(rows)
+
+    def _free(self, dead: Iterable[str]) -> ColumnElement[bool]:
+        """Rows nobody holds: never claimed, claim expired, or held by one of `dead`."""
+        until = self.table.c.claimed_until
+        free = until.is_(None) | (until < typed_param("p_now", until))
+        dead = list(dead)
+        return free | self.table.c.claimed_by.in_(dead) if dead else free
+
+    def _update(self, free: ColumnElement[bool]) -> Any:
         """UPDATE the oldest `p_limit` waiting rows that `free` admits; returns their ids."""
         table = self.table
         oldest = (
@@ -167,29 +191,8 @@ class Claim:
         return (
             update(table)
             .where(table.c.id.in_(oldest.scalar_subquery()))
-            .values(claimed_by=bindparam("p_holder", type_=table.c.claimed_by.type),
-                    claimed_until=_param("p_until", table.c.claimed_until))
+            .values(claimed_by=typed_param("p_holder", table.c.claimed_by),
+                    claimed_until=typed_param("p_until", table.c.claimed_until))
             .returning(table.c.id)
         )
 
-
-def _param(name: str, column: Any) -> Any:
-    return bindparam(name, type_=column.type)
-
-
-def claim_rows(claim: Claim, engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
-    """Claim up to `limit` rows that `claim` finds waiting and not claimed (or whose claim
-    expired, or whose holder is provably dead) for `holder`; returns their ids, oldest first.
-    One UPDATE over a `FOR UPDATE SKIP LOCKED` subquery on PostgreSQL, so workers never wait
-    on each other's rows; on SQLite the IMMEDIATE transaction serialises the claim."""
-    params = {"p_now": now, "p_limit": limit, "p_holder": holder, "p_until": now + ttl}
-    with engine.begin() as conn:
-        dead = dead_holders(claim._held.run(conn, params).scalars())
-        if not dead:
-            rows = claim._claim.run(conn, params).scalars()
-        else:
-            table = claim.table
-            now_param = _param("p_now", table.c.claimed_until)
-            free = table.c.claimed_until.is_(None) | (table.c.claimed_until < now_param) | table.c.claimed_by.in_(dead)
-            rows = conn.execute(claim.statement(free), params).scalars().all()
-    return sorted(rows)

@@ -38,9 +38,9 @@ from consultant.cases import flag_case
 from consultant.db import session_scope
 from consultant.errors import PermanentSendError, SendError
 from consultant.faults import crash_point
-from consultant.lease import Claim, claim_rows
+from consultant.lease import Claim
 from consultant.models import Case, CaseStatus, Outbox, OutboxStatus
-from consultant.prepared import Prepared
+from consultant.prepared import Prepared, typed_param
 
 log = logging.getLogger(__name__)
 
@@ -224,13 +224,13 @@ def backoff(attempts: int) -> timedelta:
 
 CLAIM_TTL = timedelta(minutes=5)
 _CLAIM = Claim(OUTBOX, (OUTBOX.c.status == OutboxStatus.pending)
-               & (OUTBOX.c.next_attempt_at <= bindparam("p_now", type_=OUTBOX.c.next_attempt_at.type)))
+               & (OUTBOX.c.next_attempt_at <= typed_param("p_now", OUTBOX.c.next_attempt_at)))
 
 
 def claim_outbox(engine: Engine, *, holder: str, limit: int, now: datetime) -> list[int]:
     """Claim due rows for `holder` (SKIP LOCKED on PostgreSQL; IMMEDIATE on SQLite)."""
     # a worker killed mid-send is provably dead: its rows are free at once
-    return claim_rows(_CLAIM, engine, holder=holder, limit=limit, ttl=CLAIM_TTL, now=now)
+    return _CLAIM.run(engine, holder=holder, limit=limit, ttl=CLAIM_TTL, now=now)
 
 
 def deliver_pending(
@@ -364,14 +364,14 @@ _READ_FOR_SEND = Prepared(
     .with_for_update()
 )
 _MARK_SENDING = Prepared(update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
-    sending_since=bindparam("p_now", type_=OUTBOX.c.sending_since.type)
+    sending_since=typed_param("p_now", OUTBOX.c.sending_since)
 ))
 _MARK_SENT = Prepared(update(OUTBOX).where(OUTBOX.c.id == bindparam("p_id")).values(
-    status=OutboxStatus.sent, sent_at=bindparam("p_now", type_=OUTBOX.c.sent_at.type),
+    status=OutboxStatus.sent, sent_at=typed_param("p_now", OUTBOX.c.sent_at),
     attempts=OUTBOX.c.attempts + 1, sending_since=None,
 ))
 _CASE_REPLIED = Prepared(update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.replied_at.is_(None)).values(
-    replied_at=bindparam("p_now", type_=CASE.c.replied_at.type)
+    replied_at=typed_param("p_now", CASE.c.replied_at)
 ))
 
 

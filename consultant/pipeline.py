@@ -53,7 +53,7 @@ from consultant.match.base import Matcher, MatchResult, Suggestion
 from consultant.models import Case, CaseStatus, Outbox
 from consultant.outbox import BackgroundSender, Transport, deliver_pending
 from consultant.parse import Question, parse_message
-from consultant.prepared import Prepared
+from consultant.prepared import Prepared, typed_param
 from consultant.quota import QuotaPolicy, QuotaState, charge_answer, lock_account
 from consultant.replies import ReplyTarget, enqueue_reply
 
@@ -412,10 +412,10 @@ def reply_codes(result: MatchResult) -> list[Suggestion]:
 
 _OVER_QUOTA_SINCE = select(CASE.c.id).where(
     CASE.c.sender == bindparam("p_sender"), CASE.c.reason == "over_quota",
-    CASE.c.updated_at > bindparam("p_since", type_=CASE.c.updated_at.type),
+    CASE.c.updated_at > typed_param("p_since", CASE.c.updated_at),
 ).limit(1)
 _SENT_TO = Prepared(select(OUTBOX.c.created_at).where(
-    OUTBOX.c.recipient == bindparam("p_to"), OUTBOX.c.created_at > bindparam("p_since", type_=OUTBOX.c.created_at.type)
+    OUTBOX.c.recipient == bindparam("p_to"), OUTBOX.c.created_at > typed_param("p_since", OUTBOX.c.created_at)
 ))
 
 

@@ -29,11 +29,17 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import BindParameter, bindparam
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
 Processor = Callable[[Any], Any]
+
+
+def typed_param(name: str, column: Any) -> BindParameter[Any]:
+    """A bind parameter named `name` converted as `column` converts its values."""
+    return bindparam(name, type_=column.type)
 
 
 class Rows:

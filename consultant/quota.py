@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from consultant.db import Db, connection_of
 from consultant.models import Account, Tier
-from consultant.prepared import Prepared
+from consultant.prepared import Prepared, typed_param
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ ACCOUNT = Account.__table__  # type: ignore[attr-defined]
 # costs more than running it (docs/BENCHMARKS.md).
 _NEW_GUEST = {
     "email": bindparam("p_email"), "tier": Tier.guest, "extra_answers": 0, "answered": 0, "active": True,
-    "created_at": bindparam("p_now", type_=ACCOUNT.c.created_at.type),
+    "created_at": typed_param("p_now", ACCOUNT.c.created_at),
 }
 _ENSURE = {
     "postgresql": pg_insert(ACCOUNT).values(_NEW_GUEST).on_conflict_do_nothing(index_elements=["email"]),
