@@ -63,7 +63,8 @@ def machine_facts() -> dict:
         mem_kb = int(fh.readline().split()[1])
     return {
         "cpu": model, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1e6, 1),
-        "python": platform.python_version(), "os": platform.platform(),
+        "python": platform.python_version(), "python_executable": os.path.realpath(sys.executable),
+        "os": platform.platform(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
