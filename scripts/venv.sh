@@ -34,9 +34,14 @@ make_venv() {
       && command -v apt-get >/dev/null 2>&1 \
       && { ! debian_python_ready || [ ! -d /usr/lib/python3.11/test/test_email/data ]; }; then
     local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        python3.11-venv python3.11-dev libpython3.11-testsuite >/dev/null \
-      || echo "could not install python3.11-venv, python3.11-dev or libpython3.11-testsuite" >&2
+    local packages=(python3.11-venv python3.11-dev libpython3.11-testsuite)
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null 2>&1 \
+      || { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+           && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; } \
+      || echo "could not install ${packages[*]}" >&2
+    if [ ! -d /usr/lib/python3.11/test/test_email/data ]; then
+      CONSULTANT_PYTHON=python3  # the tests need the standard library's test messages
+    fi
   fi
   local python want have
   python="$(pick_python)"
