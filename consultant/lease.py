@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -155,7 +155,7 @@ class Claim:
             .where(waiting, table.c.claimed_until >= typed_param("p_now", table.c.claimed_until))
             .distinct()
         )
-        self._claim = Prepared(self._update(self._free(())))
+        self._claim = Prepared(self._update(self._free()))
 
     def run(self, engine: Engine, *, holder: str, limit: int, ttl: timedelta, now: datetime) -> list[int]:
         """Claim up to `limit` waiting rows that nobody holds (or whose claim expired, or
@@ -171,11 +171,10 @@ class Claim:
                 rows = self._claim.run(conn, params).scalars()
         return sorted(rows)
 
-    def _free(self, dead: Iterable[str]) -> ColumnElement[bool]:
+    def _free(self, dead: Sequence[str] = ()) -> ColumnElement[bool]:
         """Rows nobody holds: never claimed, claim expired, or held by one of `dead`."""
         until = self.table.c.claimed_until
         free = until.is_(None) | (until < typed_param("p_now", until))
-        dead = list(dead)
         return free | self.table.c.claimed_by.in_(dead) if dead else free
 
     def _update(self, free: ColumnElement[bool]) -> Any:
