@@ -39,7 +39,6 @@ sys.path.insert(0, str(HERE.parent))
 from consultant.db import make_engine  # noqa: E402
 from consultant.models import Code  # noqa: E402
 
-
 # Common ICD-9-CM diagnosis codes, chapter by chapter (hand-picked).
 COMMON = """
 0088 0340 0529 0539 0549 07032 07054 07810 07819 0799 1101 1103 1104 1120 1121 1123 1330 1320 04111 04112 0414

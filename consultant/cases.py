@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, update
@@ -255,4 +255,4 @@ def _claim_holds(status: str, claimed_by: str | None, claimed_until: datetime | 
 
 def aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

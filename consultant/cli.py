@@ -23,7 +23,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
@@ -127,7 +127,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         days = args.days if args.days is not None else settings.retention_days
         if days < 1:
             raise ConfigError("--days", "must be at least 1")
-        purged = purge_expired(open_engine(settings, load_codes=False), now=datetime.now(timezone.utc), days=days)
+        purged = purge_expired(open_engine(settings, load_codes=False), now=datetime.now(UTC), days=days)
         print(f"Purged {purged} cases older than {days} days.")
         return 0
     if args.command == "staff":
@@ -218,7 +218,7 @@ def report(settings: Settings, engine, *, html: str | None) -> int:  # type: ign
     from consultant.report import summary_text, write_html
 
     policy = QuotaPolicy(guest_answers=settings.guest_answers, free_answers=settings.free_answers)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with session_scope(engine) as session:
         if html:
             write_html(session, Path(html), now=now, admin_url=settings.admin_base_url, policy=policy)
@@ -244,7 +244,7 @@ def add_staff(engine, *, email: str, from_stdin: bool) -> int:  # type: ignore[n
             return 1
     try:
         with session_scope(engine) as session:
-            user = create_staff(session, email, password, now=datetime.now(timezone.utc))
+            user = create_staff(session, email, password, now=datetime.now(UTC))
     except StaffError as exc:
         print(f"consultant: {exc}", file=sys.stderr)
         return 1
@@ -258,7 +258,7 @@ def ask(settings: Settings, *, text: str, sender: str, subject: str) -> int:
     msg["From"] = sender
     msg["To"] = settings.address
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "localhost")
     msg.set_content(text)
     from consultant.outbox import SmtpConfig, SmtpTransport

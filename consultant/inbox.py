@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,7 +175,7 @@ class ImapInbox:
             large = [u for u in uids if u not in unreadable and u not in set(small)]
             bodies = _fetch_each(client, small, "BODY.PEEK[]", unreadable)
             headers = _fetch_each(client, large, "BODY.PEEK[HEADER]", unreadable)
-        except (OSError, IMAPClientError, socket.timeout) as exc:
+        except (TimeoutError, OSError, IMAPClientError) as exc:
             raise self._fail("fetch", exc) from None
         messages = []
         for uid in uids:
@@ -210,7 +209,7 @@ class ImapInbox:
                 client.uid_expunge(uids)
             else:
                 client.expunge()
-        except (OSError, IMAPClientError, socket.timeout) as exc:
+        except (TimeoutError, OSError, IMAPClientError) as exc:
             raise self._fail("acknowledge", exc) from None
 
     def append(self, raw: bytes, folder: str | None = None) -> None:

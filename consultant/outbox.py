@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 import ssl
 import threading
 import time
@@ -151,7 +150,7 @@ class SmtpTransport:
             if codes and all(500 <= c < 600 for c in codes):
                 raise PermanentSendError(f"SMTP {codes[0]}: recipient refused: {said}") from None
             raise SendError(f"SMTP {codes[0] if codes else 0}: recipient refused (temporary): {said}") from None
-        except (OSError, smtplib.SMTPException, socket.timeout) as exc:
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             ambiguous = smtp.data_sent
             self.close()
             if ambiguous:

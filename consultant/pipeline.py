@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
@@ -95,7 +95,7 @@ class ReplyCaps:
 
 def utcnow() -> datetime:
     """The one clock: aware UTC, as the database columns require."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_worker_id() -> str:

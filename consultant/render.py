@@ -54,7 +54,7 @@ class CodeView:
     plain: str = ""
     release: str = ""
     deleted_on: str = ""
-    replacements: tuple["CodeView", ...] = ()
+    replacements: tuple[CodeView, ...] = ()
     near: tuple[str, ...] = ()
     more_specific: str = ""
     new: bool = False

@@ -47,7 +47,7 @@ class ReplyTarget:
     name: str = ""
 
     @classmethod
-    def for_case(cls, case: Case) -> "ReplyTarget":
+    def for_case(cls, case: Case) -> ReplyTarget:
         return cls(to=case.sender, subject=case.subject, message_id=case.message_id)
 
 

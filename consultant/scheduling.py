@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
@@ -197,7 +197,7 @@ class Waker:
         if not self.scheduler.running:
             return  # shutting down: mail that comes now waits for the next start
         try:
-            self.scheduler.modify_job(self.job_id, next_run_time=datetime.now(timezone.utc) + self.DELAY)
+            self.scheduler.modify_job(self.job_id, next_run_time=datetime.now(UTC) + self.DELAY)
         except JobLookupError:
             pass  # the scheduler shut down between the check and the move
 
@@ -209,15 +209,15 @@ def poll_backoff_until(services: Services, *, base: timedelta, cap: timedelta) -
         with session_scope(services.engine) as session:
             state = session.get(PollState, services.address)
     except SQLAlchemyError:
-        return datetime.min.replace(tzinfo=timezone.utc)  # no database: let run_once find out
+        return datetime.min.replace(tzinfo=UTC)  # no database: let run_once find out
     if state is None or state.consecutive_failures == 0 or state.last_poll_at is None:
-        return datetime.min.replace(tzinfo=timezone.utc)
+        return datetime.min.replace(tzinfo=UTC)
     ours = _aware(state.last_poll_at) + min(base * 2 ** min(state.consecutive_failures - 1, 30), cap)
     return max(ours, _aware(state.not_before)) if state.not_before is not None else ours
 
 
 def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def digest_trigger(at: str) -> CronTrigger:

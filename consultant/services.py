@@ -10,6 +10,7 @@ with one clear line instead of on the first poll.
 from __future__ import annotations
 
 import logging
+
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
@@ -11,7 +11,7 @@ from consultant.accounts import Command, confirm_registration, detect_command, s
 from consultant.db import session_scope
 from consultant.models import Account, Tier
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

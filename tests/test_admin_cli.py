@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from consultant.settings import load_settings
 from consultant.staff import verify_staff
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def test_staff_add_reads_the_password_from_stdin_and_stores_only_a_hash(engine, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

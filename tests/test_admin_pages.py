@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +27,7 @@ from consultant.inbox import MailRef
 from consultant.models import Account, AuditEntry, Case, CaseStatus, Tier
 from consultant.quota import QuotaPolicy, QuotaState
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def seed(engine) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -39,7 +39,7 @@ SCREENSHOTS = (
     if os.environ.get("CONSULTANT_SAVE_SCREENSHOTS")
     else Path(tempfile.mkdtemp(prefix="cc-screens-"))
 )
-NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 STAFF, PASSWORD = "lead@caseconsultant.example", "correct horse battery"
 
 UNSURE = Suggestion(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,7 +21,7 @@ from consultant.report import summary_text, write_html
 from consultant.scheduling import add_digest_job, daily_digest
 from tests.test_review import ADDRESS, held_case
 
-NOW = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 STAFF = ("lead@caseconsultant.example", "coder2@caseconsultant.example")
 
 
@@ -129,7 +129,7 @@ def test_the_cron_job_runs_daily_at_the_configured_time(engine) -> None:
     job = add_digest_job(scheduler, services, digest_to=STAFF, digest_at="06:30", admin_url="")
     assert job is not None
     first = job.trigger.get_next_fire_time(None, NOW)
-    assert first == datetime(2026, 11, 24, 6, 30, tzinfo=timezone.utc)
+    assert first == datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
     assert job.trigger.get_next_fire_time(first, first + timedelta(seconds=1)) == first + timedelta(days=1)
     assert add_digest_job(scheduler, services, digest_to=(), digest_at="06:30", admin_url="") is None
     assert add_digest_job(scheduler, services, digest_to=STAFF, digest_at="off", admin_url="") is None

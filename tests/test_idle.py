@@ -312,7 +312,7 @@ def test_the_watcher_says_when_idle_works_again(pymap_server: ImapConfig, caplog
     """A failure at start (seen once with the embedded pymap) is followed by a line saying IDLE is back."""
     import logging
 
-    import consultant.idle as idle
+    from consultant import idle
 
     monkeypatch.setattr(idle, "RETRY_FIRST", 0.5)
     real_login, failed = IMAPClient.login, []

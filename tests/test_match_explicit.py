@@ -1,7 +1,8 @@
 """Explicit code extraction, including what must not be read as a code."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consultant.match.explicit import find_mentions
 

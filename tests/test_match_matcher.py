@@ -242,13 +242,13 @@ def _scores(cases: Path, db_url: str) -> dict[str, float]:
     print(out)
     got: dict[str, float] = {}
     for cat in ("explicit", "lay", "gems"):
-        m = re.search(rf"^{cat}\s.*hit@1\s+([\d.]+)%\s+hit@5\s+([\d.]+)%", out, re.M)
+        m = re.search(rf"^{cat}\s.*hit@1\s+([\d.]+)%\s+hit@5\s+([\d.]+)%", out, re.MULTILINE)
         if m:
             got[f"{cat}@1"], got[f"{cat}@5"] = float(m.group(1)), float(m.group(2))
-    m = re.search(r"^vignette\s.*recall@10\s+([\d.]+)%.*must_not in top10:\s+([\d.]+)%", out, re.M)
+    m = re.search(r"^vignette\s.*recall@10\s+([\d.]+)%.*must_not in top10:\s+([\d.]+)%", out, re.MULTILINE)
     if m:
         got["vignette_recall"], got["vignette_must_not"] = float(m.group(1)), float(m.group(2))
-    m = re.search(r"^changed\s.*recognized @1\s+([\d.]+)%.*flagged\s+([\d.]+)%", out, re.M)
+    m = re.search(r"^changed\s.*recognized @1\s+([\d.]+)%.*flagged\s+([\d.]+)%", out, re.MULTILINE)
     if m:
         got["changed_new"], got["changed_deleted"] = float(m.group(1)), float(m.group(2))
     return got

@@ -13,7 +13,7 @@ import pytest
 
 from consultant.match import _scoring
 from consultant.match import search as S
-from consultant.match.index import ANCESTOR, ICD, ROLE_COST, WITHOUT, build_index
+from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, build_index
 from consultant.match.text import tokenize
 
 
@@ -164,7 +164,7 @@ def _queries(index, rng: random.Random, n: int):
         if rng.random() < 0.3:
             neg = [*neg, "without"]
         ext = tokenize(rng.choice(("", "", "initial encounter", "sequela", "subsequent routine healing")))
-        group = S.PX if rng.random() < 0.15 else S.DX
+        group = PX if rng.random() < 0.15 else DX
         yield S.make_query(index, [*tokens, *(t for t in neg if rng.random() < 0.5)], neg=neg, ext=ext, group=group)
 
 

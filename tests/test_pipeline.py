@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
@@ -15,7 +15,7 @@ from consultant.outbox import MemoryTransport
 from consultant.pipeline import Services, run_once
 from tests.fakes import KeywordMatcher, question
 
-NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 
 def make_services(engine, **kwargs) -> Services:  # type: ignore[no-untyped-def]
@@ -256,7 +256,7 @@ def test_reply_goes_to_the_from_address_never_to_reply_to(engine) -> None:
 
 def test_a_message_our_intake_fails_on_is_quarantined_and_the_batch_goes_on(engine, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     """A bug in parsing one message costs that message (quarantined, raw kept for staff), not the batch."""
-    import consultant.intake as intake
+    from consultant import intake
 
     real_parse = intake.parse_message
 

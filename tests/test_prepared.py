@@ -6,7 +6,7 @@ the tables afterwards must be equal."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
@@ -17,7 +17,7 @@ from consultant import cases, outbox, pipeline, quota, replies
 from consultant.models import Account, Case, CaseStatus, Lease, Outbox, OutboxStatus, Tier
 from consultant.prepared import Prepared
 
-NOW = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
 CASE = Case.__table__  # type: ignore[attr-defined]
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 ACCOUNT = Account.__table__  # type: ignore[attr-defined]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 from sqlmodel import Session, select
@@ -13,7 +13,7 @@ from consultant.retention import purge_expired
 from tests.fakes import KeywordMatcher, question
 from tests.test_pipeline import make_services, run_once
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CANARY = "PHI-CANARY-7f3a"
 
 

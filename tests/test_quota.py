@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlmodel import Session, select
 
@@ -11,7 +11,7 @@ from consultant.db import session_scope
 from consultant.models import Account, Tier
 from consultant.quota import QuotaPolicy, charge_answer, lock_account, quota_state
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def test_allowance_per_tier() -> None:

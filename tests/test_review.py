@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
@@ -27,7 +27,7 @@ from consultant.review import (
 )
 from tests.fakes import KeywordMatcher, question
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ADDRESS = "consultant@caseconsultant.example"
 STAFF = "reviewer@caseconsultant.example"
 POLICY = QuotaPolicy()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -17,7 +17,7 @@ from consultant.outbox import MemoryTransport, claim_outbox, deliver_pending
 from consultant.pipeline import Services, run_once
 from tests.fakes import KeywordMatcher, question
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TTL = timedelta(minutes=2)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from typing import Any
@@ -104,7 +104,7 @@ def _like(text: str) -> str:
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=timezone.utc)
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def queue_page(session: Session, flt: QueueFilter, *, page_size: int = 25) -> QueuePage:

@@ -34,7 +34,13 @@ from consultant.admin import accounts as account_actions
 from consultant.admin.app import REPLY_CSP, AdminState
 from consultant.admin.auth import StaffSession, csrf_ok
 from consultant.admin.pages import (
-    STATUSES, accounts_page, case_page, parse_queue_filter, queue_page, record_view, reply_html,
+    STATUSES,
+    accounts_page,
+    case_page,
+    parse_queue_filter,
+    queue_page,
+    record_view,
+    reply_html,
 )
 from consultant.db import session_scope
 from consultant.digest import build_digest

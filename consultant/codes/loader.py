@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
@@ -98,7 +98,7 @@ def replace_dataset(conn: Connection, ds: sources.Dataset, *, wipe_system: bool,
                 "code_count": len(rows),
                 "billable_count": ds.billable_count,
                 "sample": ds.sample,
-                "loaded_at": datetime.now(timezone.utc),
+                "loaded_at": datetime.now(UTC),
             }
         ],
     )

@@ -7,7 +7,7 @@ and the free-text matcher both sit behind it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 

@@ -27,14 +27,14 @@ _FIVE = re.compile(r"(?<![\w.\-/()])(\d{4}[0-9FTUftu])(?![\w\-/]|\.\d)")
 _HCPCS = re.compile(r"(?<![\w.\-/])([A-Va-v]\d{4})(?![\w\-/]|\.\d)")
 _PCS = re.compile(r"(?<![\w.\-/])([0-9A-HJ-NP-Za-hj-np-z]{7})(?![\w\-/])")
 
-_CPT_HINT = re.compile(r"\bcpt\b|\bprocedure code\b|\bcode\b|\bbill(?:ed|ing)?\b", re.I)
-_PCS_HINT = re.compile(r"\bpcs\b|\bicd[\s-]?10[\s-]?pcs\b", re.I)
+_CPT_HINT = re.compile(r"\bcpt\b|\bprocedure code\b|\bcode\b|\bbill(?:ed|ing)?\b", re.IGNORECASE)
+_PCS_HINT = re.compile(r"\bpcs\b|\bicd[\s-]?10[\s-]?pcs\b", re.IGNORECASE)
 _LAB_WORDS = {"b12", "b6", "b1", "d3", "d2", "k2", "t3", "t4", "a1c", "c3", "c4", "e2", "g6", "h2", "o2", "s1", "s2", "s3", "s4", "l4", "l5", "c5", "c6", "c7", "t12"}
 _NOT_CODE_WORDS = {"icd", "icd9", "icd10", "icd11", "cpt", "pcs", "hcpcs"}
-_UNITS = re.compile(r"^\s*(?:mg|mcg|ml|g|kg|lb|lbs|units?|iu|mmhg|%|cc|mm|cm|hrs?|hours?|days?|weeks?)\b", re.I)
-_ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|zip|zip code|postal code)\s*$", re.I)
+_UNITS = re.compile(r"^\s*(?:mg|mcg|ml|g|kg|lb|lbs|units?|iu|mmhg|%|cc|mm|cm|hrs?|hours?|days?|weeks?)\b", re.IGNORECASE)
+_ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|zip|zip code|postal code)\s*$", re.IGNORECASE)
 _NUMBER_CONTEXT = re.compile(
-    r"(?:mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|zip|dob|npi|ssn|#)\W{0,3}$", re.I
+    r"(?:mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|zip|dob|npi|ssn|#)\W{0,3}$", re.IGNORECASE
 )
 
 
@@ -95,7 +95,7 @@ def find_mentions(text: str) -> list[Mention]:
             continue
         # Lower-case words that happen to fit (e.g. "b12" vitamin) need a dot,
         # a 4+ character tail, or a capital letter to count.
-        if not tail and raw.lower() in _LAB_WORDS and not re.search(r"\bcode\b|\bicd", text, re.I):
+        if not tail and raw.lower() in _LAB_WORDS and not re.search(r"\bcode\b|\bicd", text, re.IGNORECASE):
             continue
         key = (head + tail).upper()
         if key.startswith("ICD"):
@@ -112,7 +112,7 @@ def find_mentions(text: str) -> list[Mention]:
             continue  # part of a phone number or a range
         if _UNITS.match(after):
             continue
-        hinted = bool(re.search(r"\bcpt\b", before, re.I))
+        hinted = bool(re.search(r"\bcpt\b", before, re.IGNORECASE))
         if not hinted and not _CPT_HINT.search(text):
             continue
         add(Mention(raw, raw.upper(), "CPT", match.start(), hinted), match.end())

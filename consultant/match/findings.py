@@ -38,7 +38,7 @@ class Clause:
 
 
 _SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
-_CLAUSE = re.compile(r"(,|\b(?:but|however|although|though|whereas|except)\b)", re.I)
+_CLAUSE = re.compile(r"(,|\b(?:but|however|although|though|whereas|except)\b)", re.IGNORECASE)
 
 # A comma part made only of these words qualifies the part before it
 # ("Osteoarthrosis, localized, primary, lower leg"; "AAA, not ruptured";
@@ -102,9 +102,9 @@ _TITLE_WORDING = _phrases(
     ("screening", "for"),
 )
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
-INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.I)
+INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.IGNORECASE)
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
-_DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.I)
+_DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.IGNORECASE)
 
 
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:

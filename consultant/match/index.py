@@ -34,9 +34,10 @@ import re
 import sys
 import tempfile
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine

@@ -169,7 +169,7 @@ TITLE_READ, TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION = 1, 2, 4, 8  # C
 NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY = 16, 32, 64
 TITLE_NEEDS = NEEDS_PREGNANCY | NEEDS_NEWBORN | NEEDS_INJURY
 _NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury"}
-_WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.I)
+_WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -238,7 +238,7 @@ class CodeMatcher:
             row, mention = self._resolve(group)
             if row is None:
                 mention = _preferred(group)
-                if mention.system == ICD and len(mention.key) <= 3 and not re.search(r"\bcode|\bicd", text, re.I):
+                if mention.system == ICD and len(mention.key) <= 3 and not re.search(r"\bcode|\bicd", text, re.IGNORECASE):
                     continue  # a bare word-like token that is not a code: stay quiet
                 out.append(self._not_found(mention))
                 continue
@@ -934,7 +934,7 @@ def _join(*parts: str) -> str:
 def _strip_mentions(text: str, mentions: list[Mention]) -> str:
     for m in mentions:
         text = text.replace(m.raw, " ")
-    return re.sub(r"\b(icd[- ]?10[- ]?(cm|pcs)?|icd[- ]?9|cpt|hcpcs|code)\b", " ", text, flags=re.I)
+    return re.sub(r"\b(icd[- ]?10[- ]?(cm|pcs)?|icd[- ]?9|cpt|hcpcs|code)\b", " ", text, flags=re.IGNORECASE)
 
 
 def _preferred(group: list[Mention]) -> Mention:
@@ -971,8 +971,8 @@ def _parts(words: tuple[str, ...]) -> list[tuple[str, ...]]:
     return parts
 
 
-_BMI = re.compile(r"\bbmi\b\s*(?:of|is|was|=|:)?\s*(\d{2}(?:\.\d+)?)", re.I)
-_CHILD = re.compile(r"\b(child|pediatric|paediatric|percentile|boy|girl|year-old|years? old|yo)\b", re.I)
+_BMI = re.compile(r"\bbmi\b\s*(?:of|is|was|=|:)?\s*(\d{2}(?:\.\d+)?)", re.IGNORECASE)
+_CHILD = re.compile(r"\b(child|pediatric|paediatric|percentile|boy|girl|year-old|years? old|yo)\b", re.IGNORECASE)
 
 
 def _bmi_code(text: str) -> str | None:
@@ -980,7 +980,7 @@ def _bmi_code(text: str) -> str | None:
     m = _BMI.search(text)
     if m is None:
         return None
-    age = re.search(r"\b(\d{1,2})[- ]?(?:year|yr)s?[- ]?old\b|\b(\d{1,2})\s*yo\b", text, re.I)
+    age = re.search(r"\b(\d{1,2})[- ]?(?:year|yr)s?[- ]?old\b|\b(\d{1,2})\s*yo\b", text, re.IGNORECASE)
     if age and int(age.group(1) or age.group(2)) < 20:
         return None
     if age is None and _CHILD.search(text) and "adult" not in text.lower():
@@ -1007,4 +1007,4 @@ def _is_history(index: CodeIndex, row: int) -> bool:
 
 
 def _mostly_diagnosis(text: str) -> bool:
-    return bool(re.search(r"\b(icd|diagnos\w*|dx)\b", text, re.I))
+    return bool(re.search(r"\b(icd|diagnos\w*|dx)\b", text, re.IGNORECASE))

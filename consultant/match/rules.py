@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from consultant.match.index import ICD, CodeIndex
 
-
 HYPERTENSIVE_HEART = frozenset({"I514", "I515", "I516", "I517", "I5189", "I519"})
 
 

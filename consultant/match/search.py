@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from consultant.match import _scoring
-from consultant.match.index import ANCESTOR, DX, ICD, PX, ROLE_COST, WITHOUT, CodeIndex
+from consultant.match.index import ANCESTOR, DX, ROLE_COST, WITHOUT, CodeIndex
 from consultant.match.text import is_compound
 
 CANDIDATE_FLOOR = 0.5  # of the best shared weight

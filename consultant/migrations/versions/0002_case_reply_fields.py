@@ -7,10 +7,9 @@ question text, subject and Message-ID it already kept.
 Revision ID: 0002
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'

@@ -7,10 +7,9 @@ the longer of our own backoff and that time; every worker reads it here.
 Revision ID: 0004
 Revises: 0003
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'
