@@ -7,44 +7,32 @@
 # python3 on PATH on these machines) spends about a quarter more CPU on the same
 # work: docs/BENCHMARKS.md, "The interpreter".
 #
-# `make_venv [apt]`: with "apt" (scripts/test), Debian's python3.11-venv,
-# python3.11-dev and libpython3.11-testsuite (the standard library's email test
-# messages, part of tests/test_hostile_input.py's corpus) are installed first where
-# /usr/bin/python3.11 lacks them. A .venv made with another interpreter is made again.
+# `make_venv tests` (scripts/test) also wants the standard library's email test
+# messages (Debian's libpython3.11-testsuite), part of tests/test_hostile_input.py's
+# corpus; scripts/test installs the Debian packages that are missing first. A .venv
+# made with another interpreter is made again.
 
-debian_python_ready() {
-  /usr/bin/python3.11 - <<'PY' >/dev/null 2>&1
+DEBIAN_PYTHON=/usr/bin/python3.11
+STDLIB_TEST_MESSAGES=/usr/lib/python3.11/test/test_email/data
+
+debian_python_ready() {  # [tests]
+  [ -x "$DEBIAN_PYTHON" ] || return 1
+  [ "${1:-}" != tests ] || [ -d "$STDLIB_TEST_MESSAGES" ] || return 1
+  "$DEBIAN_PYTHON" - <<'PY' >/dev/null 2>&1
 import ensurepip, os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
 PY
 }
 
-pick_python() {
-  if [ -n "${CONSULTANT_PYTHON:-}" ]; then
-    echo "$CONSULTANT_PYTHON"
-  elif [ -x /usr/bin/python3.11 ] && debian_python_ready; then
-    echo /usr/bin/python3.11
-  else
-    echo python3
-  fi
-}
-
-make_venv() {
-  if [ "${1:-}" = apt ] && [ -z "${CONSULTANT_PYTHON:-}" ] && [ -x /usr/bin/python3.11 ] \
-      && command -v apt-get >/dev/null 2>&1 \
-      && { ! debian_python_ready || [ ! -d /usr/lib/python3.11/test/test_email/data ]; }; then
-    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    local packages=(python3.11-venv python3.11-dev libpython3.11-testsuite)
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null 2>&1 \
-      || { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-           && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; } \
-      || echo "could not install ${packages[*]}" >&2
-    if [ ! -d /usr/lib/python3.11/test/test_email/data ]; then
-      CONSULTANT_PYTHON=python3  # the tests need the standard library's test messages
-    fi
-  fi
+make_venv() {  # [tests]
   local python want have
-  python="$(pick_python)"
+  if [ -n "${CONSULTANT_PYTHON:-}" ]; then
+    python="$CONSULTANT_PYTHON"
+  elif debian_python_ready "${1:-}"; then
+    python="$DEBIAN_PYTHON"
+  else
+    python=python3
+  fi
   want="$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
   have="$(readlink -f .venv/bin/python 2>/dev/null || true)"
   if [ -n "$have" ] && [ "$have" != "$want" ]; then
