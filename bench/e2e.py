@@ -101,6 +101,7 @@ def run_round(
         "latency_p95_s": round(percentile(latencies, 95), 3),
         "worker_cpu_s": round(sum(r.get("cpu_s", 0) for r in results), 2),
         "worker_peak_rss_mb": max((r.get("peak_rss_mb", 0) for r in results), default=0),
+        "worker_peak_rss_mb_processes": [r.get("peak_rss_mb_processes", {}) for r in results],
         "worker_thread_cpu_s": [r.get("thread_cpu_s", {}) for r in results],
         "worker_passes": [r.get("passes", 0) for r in results],
         "busy_passes": [r.get("busy_passes", []) for r in results],

@@ -123,6 +123,16 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process `pid` so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); 0 for no values."""
     if not values:

@@ -54,7 +54,7 @@ def wait_for(word: str) -> None:
 
 
 def main() -> int:
-    from bench.procs import peak_rss_mb
+    from bench.procs import peak_rss_mb, process_cpu_seconds
     from consultant.db import WalCheckpointer
     from consultant.pipeline import RunSummary
     from consultant.scheduling import poll, start_background_sender
@@ -69,7 +69,8 @@ def main() -> int:
     services = build_services(settings, engine)
     checkpoints = WalCheckpointer(engine).start()  # as `consultant run` does
     services.sender = start_background_sender(services)  # as `consultant run` does
-    startup_cpu = cpu_seconds()
+    helper = getattr(services.matcher, "pid", None)  # the match helper process, when there is one
+    startup_cpu = cpu_seconds() + (process_cpu_seconds(helper) if helper else 0.0)
     print("ready", flush=True)
     wait_for("go")
     stop = threading.Event()
@@ -98,17 +99,24 @@ def main() -> int:
             busy_passes.append((summary.fetched, sum(summary.statuses.values()),
                                 round(time.monotonic() - pass_started, 3)))
     threads_cpu = thread_cpu_seconds()
+    helper_cpu = process_cpu_seconds(helper) if helper else 0.0
+    helper_rss = peak_rss_mb(helper) if helper else 0.0
+    if helper:
+        threads_cpu["match-helper (process)"] = round(helper_cpu, 2)
     services.sender.stop()
     checkpoints.stop()
     totals["sent"] = services.sender.sent
     services.inbox.close()
+    if helper:
+        services.matcher.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
         **totals,
         "seconds": round(time.monotonic() - started, 3),
         "startup_cpu_s": round(startup_cpu, 3),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime - startup_cpu, 3),
-        "peak_rss_mb": peak_rss_mb(),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime + helper_cpu - startup_cpu, 3),
+        "peak_rss_mb": round(peak_rss_mb() + helper_rss, 1),
+        "peak_rss_mb_processes": {"worker": peak_rss_mb(), **({"match-helper": helper_rss} if helper else {})},
         "thread_cpu_s": threads_cpu,
         "busy_passes": busy_passes,
     }), flush=True)

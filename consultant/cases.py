@@ -243,6 +243,21 @@ def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now:
     return _CLAIM.run(engine, holder=holder, limit=limit, ttl=ttl, now=now)
 
 
+_QUESTIONS = (
+    select(CASE.c.question)
+    .where(CASE.c.id.in_(bindparam("p_ids", expanding=True)), CASE.c.kind == "question", CASE.c.question != "")
+    .order_by(CASE.c.id)
+)
+
+
+def questions(engine: Engine, ids: list[int]) -> list[str]:
+    """The texts intake kept of the question cases among `ids` (for a matcher that works ahead)."""
+    if not ids:
+        return []
+    with engine.connect() as conn:
+        return list(conn.execute(_QUESTIONS, {"p_ids": ids}).scalars())
+
+
 def _claim_holds(status: str, claimed_by: str | None, claimed_until: datetime | None, *, holder: str,
                  now: datetime) -> bool:
     return (

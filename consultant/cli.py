@@ -176,6 +176,7 @@ def run_service(settings: Settings, engine, *, forever: bool, demo: bool) -> int
         )
     elif demo:
         raise ConfigError("--demo", "sends sample questions only on the embedded mailbox (unset CONSULTANT_IMAP_HOST)")
+    services = None
     try:
         check_mail(settings, embedded)
         services = build_services(settings, engine, embedded=embedded)
@@ -206,6 +207,8 @@ def run_service(settings: Settings, engine, *, forever: bool, demo: bool) -> int
         )
         return 0
     finally:
+        if services is not None and hasattr(services.matcher, "close"):
+            services.matcher.close()  # the match helper process (CONSULTANT_MATCH_PROCESS)
         if embedded is not None:
             embedded.stop()
 

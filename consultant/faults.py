@@ -10,7 +10,8 @@ Points, in pipeline order (checklist ids in brackets):
   after_outbox_commit [CP4], after_data_sent [CP5] (the message went out
   after DATA, the server's reply not yet read), after_smtp_accept [CP6],
   after_mark_sent [CP7], during_ack [CP8] (between COPY and EXPUNGE on
-  servers without MOVE; right after the MOVE otherwise).
+  servers without MOVE; right after the MOVE otherwise); in_match_helper
+  (the match helper process, before each text it matches).
 
 With CONSULTANT_TEST_CRASH_LOG naming a file, the point's name is appended
 to it just before the kill, so a harness can count kills per point.

@@ -33,6 +33,7 @@ that case failed and the rest of the batch goes on.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,9 @@ SEND_EVERY = 25  # answers between wake-ups of a background sender
 # Cases are claimed a few at a time: the lease holder refills before the others run dry, and
 # at the end of a burst no worker still holds a pile that another, idle, could have shared.
 CLAIM_CHUNK = 10
+# A matcher that works ahead (`MatchHelper`) is kept this many chunks ahead of the answering:
+# a run of clinic notes takes it longer than answering them takes this thread.
+MATCH_AHEAD = 3
 ANSWERS_PER_PASS = 200  # a pass ends after this many, so a stop request or the lease renewal comes soon
 
 
@@ -202,16 +206,37 @@ def answer_claimed(
     """Claim received cases and answer each; returns counts per resulting status. The mailbox
     lease holder passes `refill`: when fewer than half a batch of cases wait unclaimed, it
     fetches and records the next batch before claiming again, so the other workers always
-    find cases to claim instead of idling while it fetches."""
+    find cases to claim instead of idling while it fetches. A matcher that works ahead
+    (`MatchHelper.prefetch`) is given each chunk's questions as soon as it is claimed, and
+    MATCH_AHEAD chunks are kept claimed ahead of the one being answered, so the helper
+    matches those while this thread answers this one."""
     statuses: dict[str, int] = {}
-    first = True
-    while True:
-        if refill is not None and not first and cases.waiting(services.engine, now=now()) < services.batch_size // 2:
-            refill()
-        first = False
-        claimed = cases.claim_cases(
-            services.engine, holder=services.worker_id, limit=min(limit, CLAIM_CHUNK), ttl=CLAIM_TTL, now=now()
-        )
+    prefetch: Callable[[list[str]], None] | None = getattr(services.matcher, "prefetch", None)
+    unclaimed = limit  # of this pass's answers, those not claimed yet
+    chunks: deque[list[int]] = deque()
+
+    def claim_ahead(first: bool) -> None:
+        nonlocal unclaimed
+        while unclaimed > 0 and len(chunks) < (MATCH_AHEAD if prefetch is not None else 1):
+            if refill is not None and not first and cases.waiting(services.engine, now=now()) < services.batch_size // 2:
+                refill()
+            first = False
+            claimed = cases.claim_cases(
+                services.engine, holder=services.worker_id, limit=min(unclaimed, CLAIM_CHUNK), ttl=CLAIM_TTL,
+                now=now(),
+            )
+            if not claimed:
+                return
+            unclaimed -= len(claimed)
+            chunks.append(claimed)
+            if prefetch is not None:
+                prefetch(cases.questions(services.engine, claimed))
+
+    claim_ahead(first=True)
+    while chunks:
+        claimed = chunks.popleft()
+        if prefetch is not None:
+            claim_ahead(first=False)  # the helper matches those while this thread answers these
         started: cases.Started | _NotStarted = NOT_STARTED
         for n, case_id in enumerate(claimed):
             following = claimed[n + 1] if n + 1 < len(claimed) else None
@@ -219,9 +244,8 @@ def answer_claimed(
             statuses[outcome] = statuses.get(outcome, 0) + 1
             if services.sender is not None and n % SEND_EVERY == SEND_EVERY - 1:
                 services.sender.wake()  # the replies so far go out while the rest are matched
-        limit -= len(claimed)
-        if not claimed or limit <= 0:
-            return statuses
+        claim_ahead(first=False)
+    return statuses
 
 
 class _NotStarted:

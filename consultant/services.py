@@ -69,12 +69,15 @@ def smtp_config(settings: Settings, embedded: EmbeddedMail | None = None) -> Smt
 
 def build_services(settings: Settings, engine: Engine, *, embedded: EmbeddedMail | None = None) -> Services:
     from consultant.match import build_matcher
+    from consultant.match.helper import MatchHelper
 
+    # the helper process loads the index itself; the worker then never holds it
+    matcher = MatchHelper(engine) if settings.match_process else build_matcher(engine)
     return Services(
         engine=engine,
         inbox=ImapInbox(imap_config(settings, embedded)),
         transport=SmtpTransport(smtp_config(settings, embedded)),
-        matcher=build_matcher(engine),
+        matcher=matcher,
         address=settings.address,
         policy=QuotaPolicy(guest_answers=settings.guest_answers, free_answers=settings.free_answers),
         batch_size=settings.imap_batch,

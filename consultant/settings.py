@@ -37,6 +37,7 @@ class Settings:
     imap_timeout: float = 30.0
     imap_batch: int = 100
     imap_idle: bool = True
+    match_process: bool = True
     smtp_host: str = ""
     smtp_port: int = 0
     smtp_user: str = ""
@@ -156,6 +157,7 @@ ENV_FIELDS: dict[str, tuple[str, object]] = {
     "CONSULTANT_IMAP_TIMEOUT": ("imap_timeout", _float),
     "CONSULTANT_IMAP_BATCH": ("imap_batch", _int),
     "CONSULTANT_IMAP_IDLE": ("imap_idle", _bool),
+    "CONSULTANT_MATCH_PROCESS": ("match_process", _bool),
     "CONSULTANT_SMTP_HOST": ("smtp_host", _str),
     "CONSULTANT_SMTP_PORT": ("smtp_port", _int),
     "CONSULTANT_SMTP_USER": ("smtp_user", _str),

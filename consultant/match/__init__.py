@@ -17,17 +17,32 @@ parts, in the order a question meets them:
 from __future__ import annotations
 
 from pathlib import Path
-
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING
 
 from consultant.match.base import Finding, Matcher, MatchResult, Suggestion
-from consultant.match.index import load_index
-from consultant.match.lexicon import load_lexicon
-from consultant.match.matcher import CodeMatcher
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from consultant.match.matcher import CodeMatcher
 
 __all__ = ["CodeMatcher", "Finding", "MatchResult", "Matcher", "Suggestion", "build_matcher"]
 
 
 def build_matcher(engine: Engine, *, cache_path: Path | None | bool = True) -> CodeMatcher:
     """The matcher over `engine`'s code table; `cache_path=False` skips the index cache."""
+    from consultant.match.index import load_index
+    from consultant.match.lexicon import load_lexicon
+    from consultant.match.matcher import CodeMatcher
+
     return CodeMatcher(load_index(engine, cache_path=cache_path), load_lexicon())
+
+
+def __getattr__(name: str) -> object:
+    # The matcher (numpy, the search) is imported when first used: a worker whose matching
+    # runs in the helper process (helper.py) never imports it.
+    if name == "CodeMatcher":
+        from consultant.match.matcher import CodeMatcher
+
+        return CodeMatcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,13 +37,12 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING, Any
 
 from consultant.match.text import DEFAULT_WORDS, STOPWORDS, compounds, stem, tokenize, words
-from consultant.models import Code
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +220,10 @@ class CodeIndex:
 
 
 def table_fingerprint(engine: Engine) -> str:
+    from sqlalchemy import func, select
+
+    from consultant.models import Code
+
     with engine.connect() as conn:
         count, max_id = conn.execute(select(func.count(Code.id), func.max(Code.id))).one()
         releases = conn.execute(select(Code.system, Code.release).distinct()).all()
@@ -246,14 +249,9 @@ def load_index(engine: Engine, *, cache_path: Path | None | bool = True) -> Code
     """The index for `engine`'s code table, from the cache when it is current."""
     fingerprint = table_fingerprint(engine)
     path = default_cache_path(engine) if cache_path is True else (cache_path or None)
-    if path is not None and path.exists():
-        try:
-            with path.open("rb") as fh:
-                index = _unpickle(fh)
-            if isinstance(index, CodeIndex) and index.version == INDEX_VERSION and index.fingerprint == fingerprint:
-                return index
-        except Exception:  # a stale or truncated cache is rebuilt, never trusted
-            log.warning("ignoring unreadable match index cache %s", path)
+    cached = load_cached(path, fingerprint) if path is not None else None
+    if cached is not None:
+        return cached
     index = build_index(_read_rows(engine))
     index.fingerprint = fingerprint
     gc.collect()
@@ -261,6 +259,22 @@ def load_index(engine: Engine, *, cache_path: Path | None | bool = True) -> Code
     if path is not None:
         _write_cache(index, path)
     return index
+
+
+def load_cached(path: Path, fingerprint: str) -> CodeIndex | None:
+    """The cached index at `path` when it is there and current for `fingerprint`, else None.
+    Needs no database (the match helper process loads its index this way)."""
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as fh:
+            index = _unpickle(fh)
+    except Exception:  # noqa: BLE001 - a stale or truncated cache is rebuilt, never trusted
+        log.warning("ignoring unreadable match index cache %s", path)
+        return None
+    if isinstance(index, CodeIndex) and index.version == INDEX_VERSION and index.fingerprint == fingerprint:
+        return index
+    return None
 
 
 def _unpickle(fh: Any) -> Any:
@@ -291,6 +305,10 @@ def _write_cache(index: CodeIndex, path: Path) -> None:
 
 
 def _read_rows(engine: Engine) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from consultant.models import Code
+
     cols = [
         Code.system, Code.code, Code.display, Code.official, Code.short, Code.plain, Code.billable,
         Code.parent, Code.status, Code.change, Code.replaced_by, Code.notes, Code.release, Code.kind,

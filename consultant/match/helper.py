@@ -1,0 +1,264 @@
+"""MATCH in a helper process: a worker's second core.
+
+A worker is one Python process, and Python runs one thread at a time. On the
+2-core machines of docs/BENCHMARKS.md a busy worker kept one core busy and
+left most of the other idle, and matching was about two fifths of that
+core. `MatchHelper` is a `Matcher` that runs the `CodeMatcher` in a child
+process instead, and the answering loop tells it, a chunk ahead, which
+questions it will ask about:
+
+    prefetch(texts)   the questions of the cases just claimed: sent to the
+                      child at once, matched while the worker answers the
+                      chunk before (parse, quota, render, database, SMTP)
+    match(text)       the prefetched result, waiting for it if need be; a
+                      text never prefetched is sent and waited for
+
+The child is a new interpreter (`python -m consultant.match.helper`), not a
+fork: the worker has threads (sender, WAL checkpoints), and the index is
+millions of small objects whose reference counts would copy every page a
+fork shared. Nor is it multiprocessing's spawn, which would import the
+worker's main module (the CLI, and SQLAlchemy with it) again. Worker and
+child talk over two pipes with multiprocessing's `Connection` (pickled
+messages); the database URL goes over the pipe, never on a command line. It loads the index itself, from
+the cache beside the database (`index.load_cached`, the worker having
+checked the table's fingerprint), so the worker never holds the index and
+the child never imports SQLAlchemy: worker and helper together hold about
+what one process with the index did. Only when the cache is missing or
+stale does the child read the code table and build it (as `consultant
+suggest` would).
+
+Faults, each ending with the worker going on:
+
+- a match that raises in the child: that text's `match` raises `MatchFailed`
+  (the pipeline marks the case failed, as for any error in matching); the
+  child keeps serving;
+- a child that dies (killed, out of memory) or takes longer than
+  `timeout` seconds: it is killed and a new one started, and the text
+  asked for is tried once more, alone; when it fails that way again, it is
+  the text: `MatchFailed`;
+- a child that cannot start (no code table, a broken cache): `MatcherUnavailable`,
+  a ServiceError: the pass is abandoned and the next poll tries again.
+
+Only texts and results cross the pipe; the child logs nothing of a question
+(an error is reported by its type name only).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections import OrderedDict
+from collections.abc import Iterable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from consultant.errors import ServiceError
+from consultant.faults import crash_point
+from consultant.match.base import MatchResult
+from consultant.match.index import default_cache_path, table_fingerprint
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 300.0  # seconds for a child to load the index (a stale cache is rebuilt: ~30 s)
+MATCH_TIMEOUT = 60.0  # seconds without an answer before the child is deemed stuck
+KEPT = 400  # prefetched texts remembered at most (cases claimed but never answered here)
+
+
+class MatcherUnavailable(ServiceError):
+    """The helper process could not be started."""
+
+
+class MatchFailed(RuntimeError):
+    """Matching this text failed (an error in the matcher, or it killed the helper twice)."""
+
+
+class _ChildLost(Exception):
+    """The child died or stopped answering."""
+
+
+def index_source(engine: Engine) -> tuple[str, Path | None, str]:
+    """What the child needs to find its index: the database, the cache, and the table's
+    fingerprint (checked here, so the child needs no database when the cache is current)."""
+    return engine.url.render_as_string(hide_password=False), default_cache_path(engine), table_fingerprint(engine)
+
+
+class MatchHelper:
+    """A `Matcher` whose matching runs in a child process over `engine`'s code table."""
+
+    def __init__(self, engine: Engine, *, timeout: float = MATCH_TIMEOUT) -> None:
+        self._source = index_source(engine)
+        self.timeout = timeout
+        self.restarts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._to: Connection | None = None  # requests to the child
+        self._from: Connection | None = None  # its answers
+        self._batch = 0
+        self._waiting: OrderedDict[int, list[str]] = OrderedDict()  # batches sent, not yet answered
+        self._results: OrderedDict[str, tuple[str, Any]] = OrderedDict()  # text -> ("ok", result) | ("error", name)
+        self._start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def prefetch(self, texts: Iterable[str]) -> None:
+        """Start matching `texts` now; `match` picks the results up later."""
+        queued = {t for batch in self._waiting.values() for t in batch}
+        new = [t for t in dict.fromkeys(texts) if t and t not in self._results and t not in queued]
+        if new:
+            try:
+                self._send(new)
+            except _ChildLost:
+                self._restart()  # the texts are asked for again, one by one, by `match`
+
+    def match(self, text: str) -> MatchResult:
+        for attempt in (1, 2):
+            try:
+                if text not in self._results and not any(text in b for b in self._waiting.values()):
+                    self._send([text])
+                while text not in self._results:
+                    self._receive()
+                break
+            except _ChildLost:
+                self._restart()
+                if attempt == 2:
+                    raise MatchFailed("the match helper died twice on this question") from None
+        outcome, value = self._results.pop(text)
+        if outcome != "ok":
+            raise MatchFailed(f"matching failed in the helper ({value})")
+        return value
+
+    def close(self) -> None:
+        """Stop the child (it also stops by itself when the worker's end of the pipe closes)."""
+        if self._to is not None:
+            try:
+                self._to.send(None)
+            except OSError:
+                pass
+            self._to.close()
+            self._to = None
+        if self._from is not None:
+            self._from.close()
+            self._from = None
+        if self._process is not None:
+            try:
+                self._process.wait(5.0)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5.0)
+            self._process = None
+
+    # ------------------------------------------------------------------ the pipe
+
+    def _send(self, texts: list[str]) -> None:
+        assert self._to is not None
+        self._batch += 1
+        try:
+            self._to.send((self._batch, texts))
+        except (OSError, EOFError) as exc:
+            raise _ChildLost from exc
+        self._waiting[self._batch] = texts
+
+    def _receive(self) -> None:
+        """Read the next batch of results (batches come back in the order they were sent)."""
+        assert self._from is not None
+        try:
+            if not self._from.poll(self.timeout):
+                raise _ChildLost
+            batch, outcomes = self._from.recv()
+        except (OSError, EOFError) as exc:
+            raise _ChildLost from exc
+        texts = self._waiting.pop(batch)
+        for text, outcome in zip(texts, outcomes, strict=True):
+            self._results[text] = outcome
+        while len(self._results) > KEPT:
+            self._results.popitem(last=False)
+
+    def _start(self) -> None:
+        theirs_in, ours_out = os.pipe()
+        ours_in, theirs_out = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "consultant.match.helper", str(theirs_in), str(theirs_out)],
+                pass_fds=(theirs_in, theirs_out), stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(theirs_in)
+            os.close(theirs_out)
+        self._to, self._from = Connection(ours_out, readable=False), Connection(ours_in, writable=False)
+        try:
+            self._to.send(self._source)
+            if not self._from.poll(START_TIMEOUT):
+                raise MatcherUnavailable(f"the match helper did not start within {START_TIMEOUT:.0f} s")
+            state, detail = self._from.recv()
+        except (OSError, EOFError):
+            state, detail = "died", f"exit code {self._process.poll()}"
+        except MatcherUnavailable:
+            self._kill()
+            raise
+        if state != "ready":
+            self._kill()
+            raise MatcherUnavailable(f"the match helper could not start ({detail})")
+
+    def _kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+        self.close()
+
+    def _restart(self) -> None:
+        log.warning("match helper lost (exit code %s); starting a new one",
+                    self._process.poll() if self._process is not None else None)
+        self._kill()
+        self._waiting.clear()
+        self.restarts += 1
+        self._start()
+
+
+def serve(requests: Connection, answers: Connection) -> None:
+    """The child: load the matcher, then answer batches until the pipe closes or says None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    try:
+        database_url, cache, fingerprint = requests.recv()
+        from consultant.match import CodeMatcher
+        from consultant.match.index import load_cached, load_index
+        from consultant.match.lexicon import load_lexicon
+
+        index = load_cached(cache, fingerprint) if cache is not None else None
+        if index is None:  # no current cache: read the table and build it (and the cache)
+            from consultant.db import make_engine
+
+            engine = make_engine(database_url)
+            index = load_index(engine, cache_path=cache if cache is not None else False)
+            engine.dispose()
+        matcher = CodeMatcher(index, load_lexicon())
+    except Exception as exc:  # noqa: BLE001 - told to the worker, which raises MatcherUnavailable
+        answers.send(("failed", type(exc).__name__))
+        return
+    answers.send(("ready", None))
+    while True:
+        try:
+            request = requests.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        batch, texts = request
+        outcomes: list[tuple[str, Any]] = []
+        for text in texts:
+            crash_point("in_match_helper")
+            try:
+                outcomes.append(("ok", matcher.match(text)))
+            except Exception as exc:  # noqa: BLE001 - one text's error is that text's answer
+                outcomes.append(("error", type(exc).__name__))
+        answers.send((batch, outcomes))
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
