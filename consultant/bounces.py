@@ -22,13 +22,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
-
-from consultant.cases import flag_case
-from consultant.models import OutboxStatus
-from consultant.outbox import OUTBOX
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 SCAN_BYTES = 256 * 1024
 _STATUS = re.compile(rb"^Status:[ \t]*([245])\.(\d{1,3})\.(\d{1,3})", re.IGNORECASE | re.MULTILINE)
@@ -61,6 +58,13 @@ def find_bounce(raw: bytes, *, own_domain: str) -> Bounce | None:
 
 def record_bounces(conn: Connection, bounces: list[Bounce], *, now: datetime) -> int:
     """Mark the replies the reports name as failed and flag their cases; how many were ours."""
+    # imported here: `find_bounce` also runs in the match helper process, which has no database
+    from sqlalchemy import select, update
+
+    from consultant.cases import flag_case
+    from consultant.models import OutboxStatus
+    from consultant.outbox import OUTBOX
+
     marked = 0
     for bounce in bounces:
         rows = conn.execute(

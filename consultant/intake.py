@@ -1,7 +1,8 @@
 """PARSE and RECORD for a fetched batch: every message becomes a case row.
 
 Intake never answers anything. Each message's outcome is decided from its
-bytes alone, then the whole batch is recorded in one short transaction:
+bytes alone (`classify.py`; in the match helper process, a batch ahead, when
+there is one), then the whole batch is recorded in one short transaction:
 
 * already known under this (mailbox, UIDVALIDITY, UID): nothing new;
 * oversized (only the header was fetched) or unparseable: `quarantined`
@@ -27,10 +28,8 @@ first is left as it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -38,49 +37,23 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from consultant import cases
-from consultant.accounts import detect_command
-from consultant.bounces import Bounce, find_bounce, record_bounces
-from consultant.errors import SenderError
+from consultant.bounces import record_bounces
+from consultant.classify import Outcome, classify_safely
 from consultant.faults import crash_point
 from consultant.inbox import FetchedMessage, MailRef
-from consultant.machine import machine_reasons
 from consultant.models import Case, CaseStatus
-from consultant.parse import parse_message
-from consultant.senderauth import authentication_verdict
 
 log = logging.getLogger(__name__)
 CASE = Case.__table__  # type: ignore[attr-defined]
-MAX_REFERENCES = 11  # the reply's References keep the last 10 and the In-Reply-To
 DUPLICATE_KEEPS = ("message_id", "content_hash", "sender", "subject", "attachments")
 
 
-@dataclass
-class _Outcome:
-    """What one message becomes: the case row's values, before the batch is written."""
-
-    ref: MailRef
-    status: CaseStatus
-    reason: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
-    bounce: Bounce | None = None  # a delivery report's permanent failure of one of our replies
-
-    def row(self, now: datetime) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "message_id": "", "content_hash": "", "sender": "", "sender_name": "", "subject": "", "question": "",
-            "reference_ids": [], "raw": None, "attachments": [], "kind": "question", **self.fields,
-        }
-        return {
-            **values,
-            "mailbox": self.ref.mailbox, "uidvalidity": self.ref.uidvalidity, "uid": self.ref.uid,
-            "status": self.status, "reason": self.reason, "confidence": 0.0, "codes": [], "findings": [],
-            "error": "", "flags": [], "received_at": now, "updated_at": now,
-        }
-
-
 def intake_batch(
-    engine: Engine, messages: Sequence[FetchedMessage], *, own_address: str, now: datetime, authserv_id: str = ""
+    engine: Engine, messages: Sequence[FetchedMessage], *, own_address: str, now: datetime, authserv_id: str = "",
+    classified: Mapping[MailRef, Outcome] | None = None,
 ) -> dict[MailRef, CaseStatus]:
-    """Record every message of `messages` not yet known; returns the status of each one recorded now."""
+    """Record every message of `messages` not yet known; returns the status of each one recorded now.
+    `classified` holds outcomes decided ahead (by the match helper); the rest are classified here."""
     messages = [m for m in messages if not m.known]
     if not messages:
         return {}
@@ -89,7 +62,8 @@ def intake_batch(
     for message in messages:
         crash_point("after_fetch")
         if message.ref not in known:
-            outcomes.append(_classify_safely(message, own_address=own_address, authserv_id=authserv_id))
+            ahead = classified.get(message.ref) if classified is not None else None
+            outcomes.append(ahead or classify_safely(message, own_address=own_address, authserv_id=authserv_id))
     if not outcomes:
         return {}
     with engine.begin() as conn:
@@ -113,56 +87,7 @@ def intake_message(
     return recorded.get(message.ref)
 
 
-def _classify_safely(message: FetchedMessage, *, own_address: str, authserv_id: str) -> _Outcome:
-    """`classify`, with a bug in it costing one message, not the batch: a message our own
-    code fails on is quarantined with the reason, and the rest of the batch goes on."""
-    try:
-        return classify(message, own_address=own_address, authserv_id=authserv_id)
-    except Exception as exc:  # noqa: BLE001 - one message must never block the mailbox
-        # The type only: an exception's text may quote the message.
-        log.error("uid %s: intake failed (%s); quarantined", message.ref.uid, type(exc).__name__)
-        return _Outcome(message.ref, CaseStatus.quarantined, "intake_error", {"raw": message.raw})
-
-
-def classify(message: FetchedMessage, *, own_address: str, authserv_id: str = "") -> _Outcome:
-    """The outcome of one message from its bytes alone (the duplicate check comes later)."""
-    ref = message.ref
-    if message.truncated:
-        return _Outcome(ref, CaseStatus.quarantined, "too_large")
-    if message.unreadable:  # the server's response was garbled: staff find it in the processed folder
-        return _Outcome(ref, CaseStatus.quarantined, "unreadable")
-    try:
-        question = parse_message(message.raw)
-    except SenderError as exc:
-        return _Outcome(ref, CaseStatus.quarantined, exc.reason, {"raw": message.raw})
-    meta: dict[str, Any] = {
-        "message_id": question.message_id[:998],
-        "content_hash": question.content_hash,
-        "sender": question.sender,
-        "subject": question.subject,
-        "attachments": list(question.attachments),
-    }
-    reply_fields = {  # what answering needs besides the text, so it never parses the message again
-        "sender_name": question.sender_name[:200],
-        "reference_ids": [r[:998] for r in question.references[-MAX_REFERENCES:]],
-    }
-    # every check runs for a person's mail anyway; machine mail gets them all for the bounce test
-    reasons = machine_reasons(question, own_address=own_address)
-    if reasons:
-        bounce = None
-        if "delivery_report" in reasons:
-            bounce = find_bounce(message.raw, own_domain=own_address.rpartition("@")[2].lower())
-        return _Outcome(ref, CaseStatus.ignored, reasons[0], meta, bounce=bounce)
-    if authentication_verdict(question.headers, authserv_id=authserv_id) == "fail":
-        return _Outcome(ref, CaseStatus.quarantined, "unauthenticated", {**meta, "raw": message.raw})
-    command = detect_command(question.subject, question.body)
-    return _Outcome(ref, CaseStatus.received, "", {
-        **meta, **reply_fields, "question": question.text, "raw": message.raw,
-        "kind": command.kind if command else "question",
-    })
-
-
-def _mark_duplicates(conn: Connection, outcomes: list[_Outcome]) -> None:
+def _mark_duplicates(conn: Connection, outcomes: list[Outcome]) -> None:
     """A question whose Message-ID and bytes match an earlier, finished case is that case again.
     Without a Message-ID, the same bytes alone (P04)."""
     asked = [o for o in outcomes if o.status == CaseStatus.received and o.fields["content_hash"]]
@@ -184,7 +109,7 @@ def _mark_duplicates(conn: Connection, outcomes: list[_Outcome]) -> None:
             outcome.fields = {k: v for k, v in outcome.fields.items() if k in DUPLICATE_KEEPS}
 
 
-def _insert(conn: Connection, outcomes: list[_Outcome], *, now: datetime) -> set[MailRef]:
+def _insert(conn: Connection, outcomes: list[Outcome], *, now: datetime) -> set[MailRef]:
     """Insert the batch; a UID another worker recorded first is skipped. Returns the refs written."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = (

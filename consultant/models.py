@@ -19,37 +19,18 @@ Tables:
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from consultant.statuses import CaseStatus, OutboxStatus, Tier
 
-class CaseStatus(str, enum.Enum):
-    received = "received"
-    needs_review = "needs_review"
-    answered = "answered"
-    over_quota = "over_quota"
-    ignored = "ignored"
-    rejected = "rejected"
-    quarantined = "quarantined"
-    failed = "failed"
-
-
-class OutboxStatus(str, enum.Enum):
-    held = "held"  # waiting for staff review; never sent as is
-    pending = "pending"
-    sent = "sent"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class Tier(str, enum.Enum):
-    guest = "guest"
-    free = "free"
-    plan = "plan"
+__all__ = [
+    "Account", "AuditEntry", "Case", "CaseStatus", "Code", "CodeRelease", "Lease", "Outbox", "OutboxStatus",
+    "PollState", "Registration", "StaffUser", "Tier",
+]
 
 
 class CodeRelease(SQLModel, table=True):

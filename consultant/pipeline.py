@@ -5,10 +5,11 @@
 `run_once` is the only loop body: the scheduler, the CLI and the tests all
 call it. One pass:
 
-1. **fetch + record** (only the holder of the mailbox lease): fetch one
-   bounded batch and record every message as a case, the batch in one
-   transaction (`intake.py`); machine mail, duplicates and unreadable mail
-   end there;
+1. **fetch + record** (only the holder of the mailbox lease, `Intake`):
+   fetch one bounded batch and record every message as a case, the batch in
+   one transaction (`intake.py`); machine mail, duplicates and unreadable
+   mail end there. Later batches are fetched while cases still wait, and
+   with a match helper process they are parsed there meanwhile;
 2. **answer**: claim `received` cases (any worker; claims skip rows other
    workers hold) and for each: match, then in ONE transaction charge the
    quota, write the reply to the outbox (or hold it for staff review) and
@@ -43,11 +44,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from consultant import cases
-from consultant.accounts import Command, confirm_registration, detect_command, start_registration
+from consultant.accounts import confirm_registration, start_registration
+from consultant.classify import Outcome
+from consultant.commands import Command, detect_command
 from consultant.db import Db, connection_of, session_scope
 from consultant.errors import SenderError, ServiceError
 from consultant.faults import crash_point
-from consultant.inbox import Inbox, MailRef
+from consultant.inbox import FetchedMessage, Inbox, MailRef
 from consultant.intake import intake_batch
 from consultant.lease import acquire_lease, worker_identity
 from consultant.match.base import Matcher, MatchResult, Suggestion
@@ -148,20 +151,13 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
         services.engine, f"poll:{services.address}:{services.mailbox_name}",
         holder=services.worker_id, ttl=services.lease_ttl, now=now(),
     )
-    seen: dict[MailRef, None] = {}  # every message looked at this pass, new or recorded before
-    new = 0
-
-    def fetch_and_record() -> None:
-        nonlocal new
-        batch = services.inbox.fetch_batch(services.batch_size, known=lambda refs: cases.recorded(services.engine, refs))
-        intake_batch(services.engine, batch, own_address=services.address, now=now(), authserv_id=services.authserv_id)
-        new += sum(not m.known for m in batch)
-        seen.update(dict.fromkeys(m.ref for m in batch))
-
-    if polled:
-        fetch_and_record()
-    statuses = answer_claimed(services, now=now, refill=fetch_and_record if polled else None)
-    acknowledged = acknowledge(services, list(seen)) if polled else 0
+    intake = Intake(services, now=now) if polled else None
+    if intake is not None:
+        intake.fetch_and_record()
+    statuses = answer_claimed(services, now=now, refill=intake)
+    if intake is not None:
+        intake.record_ahead()  # a batch still being classified ahead is recorded before the pass ends
+    acknowledged = acknowledge(services, list(intake.seen)) if intake is not None else 0
     if services.sender is not None:
         services.sender.wake()
         counts = {"sent": 0, "retry": 0, "failed": 0}
@@ -171,7 +167,7 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
             max_attempts=services.send_attempts, holder=services.worker_id,
         )
     return RunSummary(
-        fetched=new,
+        fetched=intake.new if intake is not None else 0,
         acknowledged=acknowledged,
         statuses=statuses,
         sent=counts["sent"],
@@ -179,6 +175,65 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
         send_failed=counts["failed"],
         polled=polled,
     )
+
+
+class Intake:
+    """The mailbox lease holder's fetching and recording during one pass.
+
+    Without help, a batch is fetched and recorded at once whenever fewer than half a batch
+    of cases wait (`refill`). With a matcher that also classifies (`MatchHelper.classify_ahead`),
+    the next batch is fetched as soon as fewer than a whole batch wait and is parsed and
+    sorted in the helper process while this thread answers; it is recorded when fewer than
+    half a batch wait, or when the pass ends. Recording is the same either way (`intake_batch`,
+    which classifies here whatever the helper could not)."""
+
+    def __init__(self, services: Services, *, now: Callable[[], datetime]) -> None:
+        self.services = services
+        self.now = now
+        self.seen: dict[MailRef, None] = {}  # every message looked at this pass, new or recorded before
+        self.new = 0
+        self._classify_ahead = getattr(services.matcher, "classify_ahead", None)
+        self._ahead: tuple[list[FetchedMessage], int] | None = None  # fetched, being classified
+
+    def fetch_and_record(self) -> None:
+        self._record(self._fetch())
+
+    def refill(self, waiting: int) -> None:
+        """Called before each claim with the number of cases waiting unclaimed."""
+        batch_size = self.services.batch_size
+        if self._classify_ahead is None:
+            if waiting < batch_size // 2:
+                self.fetch_and_record()
+            return
+        if self._ahead is not None and waiting < batch_size // 2:
+            self.record_ahead()
+        if self._ahead is None and waiting < batch_size:
+            batch = self._fetch()
+            fresh = [m for m in batch if not m.known]
+            if fresh:
+                self._ahead = batch, self._classify_ahead(
+                    fresh, own_address=self.services.address, authserv_id=self.services.authserv_id)
+
+    def record_ahead(self) -> bool:
+        """Record the batch being classified ahead, if there is one (True then)."""
+        if self._ahead is None:
+            return False
+        batch, ticket = self._ahead
+        self._ahead = None
+        self._record(batch, self.services.matcher.classified(ticket))  # type: ignore[attr-defined]
+        return True
+
+    def _fetch(self) -> list[FetchedMessage]:
+        engine = self.services.engine
+        batch = self.services.inbox.fetch_batch(self.services.batch_size, known=lambda refs: cases.recorded(engine, refs))
+        self.seen.update(dict.fromkeys(m.ref for m in batch))
+        return batch
+
+    def _record(self, batch: list[FetchedMessage], classified: dict[MailRef, Outcome] | None = None) -> None:
+        services = self.services
+        intake_batch(services.engine, batch, own_address=services.address, now=self.now(),
+                     authserv_id=services.authserv_id, classified=classified)
+        self.new += sum(not m.known for m in batch)
 
 
 def acknowledge(services: Services, refs: list[MailRef]) -> int:
@@ -201,12 +256,12 @@ def acknowledge(services: Services, refs: list[MailRef]) -> int:
 
 def answer_claimed(
     services: Services, *, now: Callable[[], datetime] = utcnow, limit: int = ANSWERS_PER_PASS,
-    refill: Callable[[], None] | None = None,
+    refill: Intake | None = None,
 ) -> dict[str, int]:
     """Claim received cases and answer each; returns counts per resulting status. The mailbox
-    lease holder passes `refill`: when fewer than half a batch of cases wait unclaimed, it
-    fetches and records the next batch before claiming again, so the other workers always
-    find cases to claim instead of idling while it fetches. A matcher that works ahead
+    lease holder passes `refill` (its `Intake`), told before each claim how many cases wait
+    unclaimed: it fetches and records the next batch before they run out, so the other
+    workers always find cases to claim instead of idling while it fetches. A matcher that works ahead
     (`MatchHelper.prefetch`) is given each chunk's questions as soon as it is claimed, and
     MATCH_AHEAD chunks are kept claimed ahead of the one being answered, so the helper
     matches those while this thread answers this one."""
@@ -218,14 +273,16 @@ def answer_claimed(
     def claim_ahead(first: bool) -> None:
         nonlocal unclaimed
         while unclaimed > 0 and len(chunks) < (MATCH_AHEAD if prefetch is not None else 1):
-            if refill is not None and not first and cases.waiting(services.engine, now=now()) < services.batch_size // 2:
-                refill()
+            if refill is not None and not first:
+                refill.refill(cases.waiting(services.engine, now=now()))
             first = False
             claimed = cases.claim_cases(
                 services.engine, holder=services.worker_id, limit=min(unclaimed, CLAIM_CHUNK), ttl=CLAIM_TTL,
                 now=now(),
             )
             if not claimed:
+                if refill is not None and refill.record_ahead():
+                    continue  # the batch classified ahead has arrived: claim from it
                 return
             unclaimed -= len(claimed)
             chunks.append(claimed)

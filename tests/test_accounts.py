@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from consultant.accounts import Command, confirm_registration, detect_command, start_registration
+from consultant.accounts import confirm_registration, start_registration
+from consultant.commands import Command, detect_command
 from consultant.db import session_scope
 from consultant.models import Account, Tier
 

@@ -111,18 +111,23 @@ def test_a_helper_that_cannot_start_is_a_service_error(codes, tmp_path: Path, mo
         MatchHelper(codes[0], timeout=5.0)
 
 
-def test_the_pipeline_answers_through_the_helper_a_chunk_ahead(codes, helper: MatchHelper) -> None:  # type: ignore[no-untyped-def]
+def test_the_pipeline_answers_through_the_helper_a_chunk_ahead_and_classifies_batches_there(codes, helper: MatchHelper, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     engine, matcher = codes
+    classified = []
+    real = helper.classify_ahead
+    monkeypatch.setattr(helper, "classify_ahead", lambda messages, **kw: classified.append(len(messages)) or real(messages, **kw))
     inbox, transport = MemoryInbox(), MemoryTransport()
     texts = [TEXTS[n % len(TEXTS)] + f" (question {n})" for n in range(27)]  # three chunks and a bit
     for n, text in enumerate(texts):
         inbox.deliver(question(text, sender=f"coder{n}@clinic.example"))
     services = Services(
         engine=engine, inbox=inbox, transport=transport, matcher=helper, address="ask@consultant.test",
-        policy=QuotaPolicy(guest_answers=100), review=ReviewPolicy(),
+        policy=QuotaPolicy(guest_answers=100), review=ReviewPolicy(), batch_size=8,  # later batches classified ahead
     )
+    run_once(services)  # a pass looks at three batches' worth of the folder (inbox.SCAN_BATCHES)
     run_once(services)
-    assert len(transport.sent) == len(texts)
+    assert len(transport.sent) == len(texts) and not inbox.messages
+    assert sum(classified) >= 2 * 8  # the second and third batches were classified in the helper
     with Session(engine) as session:
         rows = session.exec(select(Case.question, Case.status, Case.codes)).all()
     assert len(rows) == len(texts) and {status for _, status, _ in rows} == {CaseStatus.answered}

@@ -256,16 +256,16 @@ def test_reply_goes_to_the_from_address_never_to_reply_to(engine) -> None:
 
 def test_a_message_our_intake_fails_on_is_quarantined_and_the_batch_goes_on(engine, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     """A bug in parsing one message costs that message (quarantined, raw kept for staff), not the batch."""
-    from consultant import intake
+    from consultant import classify
 
-    real_parse = intake.parse_message
+    real_parse = classify.parse_message
 
     def parse(raw: bytes):  # type: ignore[no-untyped-def]
         if b"BOOM" in raw:
             raise RuntimeError("secret patient text in an exception")
         return real_parse(raw)
 
-    monkeypatch.setattr(intake, "parse_message", parse)
+    monkeypatch.setattr(classify, "parse_message", parse)
     services = Services(engine=engine, inbox=MemoryInbox(), transport=MemoryTransport(), matcher=KeywordMatcher(),
                         address="consultant@localhost")
     for n, body in enumerate(["What is CPT 62310?", "BOOM", "What is CPT 62311?"]):

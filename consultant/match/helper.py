@@ -12,6 +12,10 @@ questions it will ask about:
                       chunk before (parse, quota, render, database, SMTP)
     match(text)       the prefetched result, waiting for it if need be; a
                       text never prefetched is sent and waited for
+    classify_ahead(messages) / classified(ticket)
+                      a fetched batch's parsing and sorting (`classify.py`),
+                      started when the mailbox lease holder fetches it and
+                      collected when it records it, a few chunks later
 
 The child is a new interpreter (`python -m consultant.match.helper`), not a
 fork: the worker has threads (sender, WAL checkpoints), and the index is
@@ -37,7 +41,9 @@ Faults, each ending with the worker going on:
   asked for is tried once more, alone; when it fails that way again, it is
   the text: `MatchFailed`;
 - a child that cannot start (no code table, a broken cache): `MatcherUnavailable`,
-  a ServiceError: the pass is abandoned and the next poll tries again.
+  a ServiceError: the pass is abandoned and the next poll tries again;
+- a batch whose classification is lost with its child: `classified` says
+  so (None) and the worker classifies that batch itself.
 
 Only texts and results cross the pipe; the child logs nothing of a question
 (an error is reported by its type name only).
@@ -47,17 +53,22 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from consultant.classify import Outcome
 from consultant.errors import ServiceError
 from consultant.faults import crash_point
+from consultant.inbox import FetchedMessage, MailRef
 from consultant.match.base import MatchResult
 from consultant.match.index import default_cache_path, table_fingerprint
 
@@ -97,11 +108,12 @@ class MatchHelper:
         self.timeout = timeout
         self.restarts = 0
         self._process: subprocess.Popen[bytes] | None = None
-        self._to: Connection | None = None  # requests to the child
+        self._to: _Writer | None = None  # requests to the child
         self._from: Connection | None = None  # its answers
         self._batch = 0
-        self._waiting: OrderedDict[int, list[str]] = OrderedDict()  # batches sent, not yet answered
+        self._waiting: OrderedDict[int, list[str] | None] = OrderedDict()  # sent, not yet answered (None: classify)
         self._results: OrderedDict[str, tuple[str, Any]] = OrderedDict()  # text -> ("ok", result) | ("error", name)
+        self._classified: dict[int, list[Outcome]] = {}
         self._start()
 
     @property
@@ -110,7 +122,7 @@ class MatchHelper:
 
     def prefetch(self, texts: Iterable[str]) -> None:
         """Start matching `texts` now; `match` picks the results up later."""
-        queued = {t for batch in self._waiting.values() for t in batch}
+        queued = {t for batch in self._waiting.values() if batch for t in batch}
         new = [t for t in dict.fromkeys(texts) if t and t not in self._results and t not in queued]
         if new:
             try:
@@ -121,7 +133,7 @@ class MatchHelper:
     def match(self, text: str) -> MatchResult:
         for attempt in (1, 2):
             try:
-                if text not in self._results and not any(text in b for b in self._waiting.values()):
+                if text not in self._results and not any(b and text in b for b in self._waiting.values()):
                     self._send([text])
                 while text not in self._results:
                     self._receive()
@@ -135,18 +147,29 @@ class MatchHelper:
             raise MatchFailed(f"matching failed in the helper ({value})")
         return value
 
+    def classify_ahead(self, messages: list[FetchedMessage], *, own_address: str, authserv_id: str) -> int:
+        """Start classifying `messages`; a ticket for `classified` (0 when the child was lost)."""
+        try:
+            return self._send(None, ("classify", messages, own_address, authserv_id))
+        except _ChildLost:
+            self._restart()
+            return 0
+
+    def classified(self, ticket: int) -> dict[MailRef, Outcome] | None:
+        """The outcomes of `classify_ahead`'s batch by message, or None when they were lost."""
+        try:
+            while ticket in self._waiting:
+                self._receive()
+        except _ChildLost:
+            self._restart()
+        outcomes = self._classified.pop(ticket, None)
+        return None if outcomes is None else {o.ref: o for o in outcomes}
+
     def close(self) -> None:
         """Stop the child (it also stops by itself when the worker's end of the pipe closes)."""
         if self._to is not None:
-            try:
-                self._to.send(None)
-            except OSError:
-                pass
-            self._to.close()
+            self._to.close(goodbye=self._process is not None and self._process.poll() is None)
             self._to = None
-        if self._from is not None:
-            self._from.close()
-            self._from = None
         if self._process is not None:
             try:
                 self._process.wait(5.0)
@@ -154,17 +177,20 @@ class MatchHelper:
                 self._process.kill()
                 self._process.wait(5.0)
             self._process = None
+        if self._from is not None:
+            self._from.close()
+            self._from = None
 
     # ------------------------------------------------------------------ the pipe
 
-    def _send(self, texts: list[str]) -> None:
+    def _send(self, texts: list[str] | None, request: tuple[Any, ...] | None = None) -> int:
         assert self._to is not None
+        if not self._to.alive:
+            raise _ChildLost
         self._batch += 1
-        try:
-            self._to.send((self._batch, texts))
-        except (OSError, EOFError) as exc:
-            raise _ChildLost from exc
+        self._to.send((self._batch, request or ("match", texts)))
         self._waiting[self._batch] = texts
+        return self._batch
 
     def _receive(self) -> None:
         """Read the next batch of results (batches come back in the order they were sent)."""
@@ -176,6 +202,9 @@ class MatchHelper:
         except (OSError, EOFError) as exc:
             raise _ChildLost from exc
         texts = self._waiting.pop(batch)
+        if texts is None:
+            self._classified[batch] = outcomes
+            return
         for text, outcome in zip(texts, outcomes, strict=True):
             self._results[text] = outcome
         while len(self._results) > KEPT:
@@ -192,7 +221,7 @@ class MatchHelper:
         finally:
             os.close(theirs_in)
             os.close(theirs_out)
-        self._to, self._from = Connection(ours_out, readable=False), Connection(ours_in, writable=False)
+        self._to, self._from = _Writer(Connection(ours_out, readable=False)), Connection(ours_in, writable=False)
         try:
             self._to.send(self._source)
             if not self._from.poll(START_TIMEOUT):
@@ -217,8 +246,44 @@ class MatchHelper:
                     self._process.poll() if self._process is not None else None)
         self._kill()
         self._waiting.clear()
+        self._classified.clear()
         self.restarts += 1
         self._start()
+
+
+class _Writer:
+    """Requests go to the child from a thread of their own, so the worker never blocks on a
+    full pipe: a fetched batch to classify is larger than the pipe holds, and the child, busy
+    sending answers the worker has not read yet, may not be reading. (Both ends writing and
+    neither reading is a deadlock.) The worker notices a dead or stuck child by its answers."""
+
+    _STOP = object()
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.alive = True
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="match-helper-requests", daemon=True)
+        self._thread.start()
+
+    def send(self, obj: Any) -> None:
+        self._queue.put(ForkingPickler.dumps(obj))  # pickled here: an error is the caller's
+
+    def close(self, *, goodbye: bool) -> None:
+        if goodbye:
+            self.send(None)
+        self._queue.put(self._STOP)
+        self._thread.join(5.0)  # a child that is not reading has been killed: the write fails at once
+        self.conn.close()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not self._STOP:
+            if not self.alive:
+                continue
+            try:
+                self.conn.send_bytes(data)
+            except OSError:
+                self.alive = False  # the child is gone; `MatchHelper._receive` finds out
 
 
 def serve(requests: Connection, answers: Connection) -> None:
@@ -249,15 +314,25 @@ def serve(requests: Connection, answers: Connection) -> None:
             return
         if request is None:
             return
-        batch, texts = request
-        outcomes: list[tuple[str, Any]] = []
-        for text in texts:
-            crash_point("in_match_helper")
-            try:
-                outcomes.append(("ok", matcher.match(text)))
-            except Exception as exc:  # noqa: BLE001 - one text's error is that text's answer
-                outcomes.append(("error", type(exc).__name__))
-        answers.send((batch, outcomes))
+        batch, (kind, *args) = request
+        crash_point("in_match_helper")
+        answers.send((batch, _classify(*args) if kind == "classify" else _match_all(matcher, *args)))
+
+
+def _match_all(matcher: Any, texts: list[str]) -> list[tuple[str, Any]]:
+    outcomes: list[tuple[str, Any]] = []
+    for text in texts:
+        try:
+            outcomes.append(("ok", matcher.match(text)))
+        except Exception as exc:  # noqa: BLE001 - one text's error is that text's answer
+            outcomes.append(("error", type(exc).__name__))
+    return outcomes
+
+
+def _classify(messages: list[FetchedMessage], own_address: str, authserv_id: str) -> list[Outcome]:
+    from consultant.classify import classify_safely  # one message's error quarantines that message
+
+    return [classify_safely(m, own_address=own_address, authserv_id=authserv_id) for m in messages]
 
 
 if __name__ == "__main__":
