@@ -58,7 +58,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 300.0  # seconds for a child to load the index (a stale cache is rebuilt: ~30 s)
 MATCH_TIMEOUT = 60.0  # seconds without an answer before the child is deemed stuck
 KEPT = 400  # prefetched texts remembered at most (cases claimed but never answered here)
+CLASSIFY_STEP = 10  # messages classified between looks for a match request
 
 
 class MatcherUnavailable(ServiceError):
@@ -193,7 +194,7 @@ class MatchHelper:
         return self._batch
 
     def _receive(self) -> None:
-        """Read the next batch of results (batches come back in the order they were sent)."""
+        """Read the next batch of results (matches may overtake a batch being classified)."""
         assert self._from is not None
         try:
             if not self._from.poll(self.timeout):
@@ -307,16 +308,43 @@ def serve(requests: Connection, answers: Connection) -> None:
         answers.send(("failed", type(exc).__name__))
         return
     answers.send(("ready", None))
+    arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    threading.Thread(target=_read_requests, args=(requests, arrived), name="requests", daemon=True).start()
+    # Matching comes first: the worker waits for its answers. A batch to classify is worked
+    # on CLASSIFY_STEP messages at a time whenever no match is asked for, and sent whole.
+    parsing: deque[tuple[int, list[FetchedMessage], str, str, list[Outcome]]] = deque()
     while True:
         try:
-            request = requests.recv()
-        except (EOFError, OSError):
-            return
+            request = arrived.get(block=not parsing)
+        except queue.Empty:
+            batch, messages, own_address, authserv_id, done = parsing[0]
+            step = messages[len(done):len(done) + CLASSIFY_STEP]
+            done += _classify(step, own_address, authserv_id)
+            if len(done) == len(messages):
+                parsing.popleft()
+                answers.send((batch, done))
+            continue
         if request is None:
             return
         batch, (kind, *args) = request
         crash_point("in_match_helper")
-        answers.send((batch, _classify(*args) if kind == "classify" else _match_all(matcher, *args)))
+        if kind == "classify":
+            parsing.append((batch, *args, []))
+        else:
+            answers.send((batch, _match_all(matcher, *args)))
+
+
+def _read_requests(requests: Connection, arrived: queue.SimpleQueue[Any]) -> None:
+    """The child's reader: requests are taken off the pipe as they come, so the worker's
+    writer never waits, and matches can go before a batch being classified."""
+    while True:
+        try:
+            request = requests.recv()
+        except (EOFError, OSError):
+            request = None
+        arrived.put(request)
+        if request is None:
+            return
 
 
 def _match_all(matcher: Any, texts: list[str]) -> list[tuple[str, Any]]:
