@@ -185,7 +185,8 @@ class Intake:
     the next batch is fetched as soon as fewer than a whole batch wait and is parsed and
     sorted in the helper process while this thread answers; it is recorded when fewer than
     half a batch wait, or when the pass ends. Recording is the same either way (`intake_batch`,
-    which classifies here whatever the helper could not)."""
+    which classifies here whatever the helper could not). A fetch that finds nothing new
+    ends the fetching for the pass: the mailbox is not searched again before every claim."""
 
     def __init__(self, services: Services, *, now: Callable[[], datetime]) -> None:
         self.services = services
@@ -194,6 +195,7 @@ class Intake:
         self.new = 0
         self._classify_ahead = getattr(services.matcher, "classify_ahead", None)
         self._ahead: tuple[list[FetchedMessage], int] | None = None  # fetched, being classified
+        self._drained = False  # a fetch found nothing new: no more fetching this pass
 
     def fetch_and_record(self) -> None:
         self._record(self._fetch())
@@ -201,6 +203,8 @@ class Intake:
     def refill(self, waiting: int) -> None:
         """Called before each claim with the number of cases waiting unclaimed."""
         batch_size = self.services.batch_size
+        if self._drained:
+            return
         if self._classify_ahead is None:
             if waiting < batch_size // 2:
                 self.fetch_and_record()
@@ -227,6 +231,7 @@ class Intake:
         engine = self.services.engine
         batch = self.services.inbox.fetch_batch(self.services.batch_size, known=lambda refs: cases.recorded(engine, refs))
         self.seen.update(dict.fromkeys(m.ref for m in batch))
+        self._drained = all(m.known for m in batch)
         return batch
 
     def _record(self, batch: list[FetchedMessage], classified: dict[MailRef, Outcome] | None = None) -> None:
