@@ -200,11 +200,13 @@ class Intake:
     def fetch_and_record(self) -> None:
         self._record(self._fetch())
 
-    def refill(self, waiting: int) -> None:
-        """Called before each claim with the number of cases waiting unclaimed."""
-        batch_size = self.services.batch_size
+    def refill(self) -> None:
+        """Called before each claim: fetch (and record, or classify ahead) by how many cases
+        wait unclaimed; once the mailbox is drained for this pass, not even that is counted."""
         if self._drained:
             return
+        batch_size = self.services.batch_size
+        waiting = cases.waiting(self.services.engine, now=self.now())
         if self._classify_ahead is None:
             if waiting < batch_size // 2:
                 self.fetch_and_record()
@@ -264,8 +266,8 @@ def answer_claimed(
     refill: Intake | None = None,
 ) -> dict[str, int]:
     """Claim received cases and answer each; returns counts per resulting status. The mailbox
-    lease holder passes `refill` (its `Intake`), told before each claim how many cases wait
-    unclaimed: it fetches and records the next batch before they run out, so the other
+    lease holder passes `refill` (its `Intake`), asked before each claim, which counts the cases
+    waiting unclaimed: it fetches and records the next batch before they run out, so the other
     workers always find cases to claim instead of idling while it fetches. A matcher that works ahead
     (`MatchHelper.prefetch`) is given each chunk's questions as soon as it is claimed, and
     MATCH_AHEAD chunks are kept claimed ahead of the one being answered, so the helper
@@ -279,7 +281,7 @@ def answer_claimed(
         nonlocal unclaimed
         while unclaimed > 0 and len(chunks) < (MATCH_AHEAD if prefetch is not None else 1):
             if refill is not None and not first:
-                refill.refill(cases.waiting(services.engine, now=now()))
+                refill.refill()
             first = False
             claimed = cases.claim_cases(
                 services.engine, holder=services.worker_id, limit=min(unclaimed, CLAIM_CHUNK), ttl=CLAIM_TTL,
