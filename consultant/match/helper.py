@@ -123,8 +123,7 @@ class MatchHelper:
 
     def prefetch(self, texts: Iterable[str]) -> None:
         """Start matching `texts` now; `match` picks the results up later."""
-        queued = {t for batch in self._waiting.values() if batch for t in batch}
-        new = [t for t in dict.fromkeys(texts) if t and t not in self._results and t not in queued]
+        new = [t for t in dict.fromkeys(texts) if t and not self._asked(t)]
         if new:
             try:
                 self._send(new)
@@ -134,7 +133,7 @@ class MatchHelper:
     def match(self, text: str) -> MatchResult:
         for attempt in (1, 2):
             try:
-                if text not in self._results and not any(b and text in b for b in self._waiting.values()):
+                if not self._asked(text):
                     self._send([text])
                 while text not in self._results:
                     self._receive()
@@ -183,6 +182,10 @@ class MatchHelper:
             self._from = None
 
     # ------------------------------------------------------------------ the pipe
+
+    def _asked(self, text: str) -> bool:
+        """Answered already, or on its way (a few batches of ten wait at most)."""
+        return text in self._results or any(batch and text in batch for batch in self._waiting.values())
 
     def _send(self, texts: list[str] | None, request: tuple[Any, ...] | None = None) -> int:
         assert self._to is not None
