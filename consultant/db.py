@@ -27,13 +27,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlmodel import Session, create_engine
 
 log = logging.getLogger(__name__)
@@ -42,17 +44,48 @@ log = logging.getLogger(__name__)
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Build an engine for `url`; SQLite gets WAL and a busy timeout."""
     parsed = make_url(url)
+    json_codec = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         turn = _WriterTurn()
-        engine = create_engine(url, echo=echo, connect_args={
+        engine = create_engine(url, echo=echo, **json_codec, connect_args={
             "timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False, "factory": _turn_connection(turn),
         })
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: _sqlite_begin_immediate(conn, turn))
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, **json_codec)
+    event.listen(engine, "checkout", lambda dbapi_conn, record, _proxy: _ping_if_idle(engine, dbapi_conn, record))
+    event.listen(engine, "checkin", _mark_idle)
+    return engine
+
+
+PING_AFTER_IDLE = 1.0  # seconds a pooled PostgreSQL connection may rest before it is tested on checkout
+
+
+def _ping_if_idle(engine: Engine, dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+    """A connection that rested in the pool is tested before use (the server may have restarted
+    or dropped it meanwhile); a dead one is replaced by the pool. One that was in use a moment
+    ago is not: a ping before every transaction was one round trip in eight. A connection
+    lost all the same fails its statement, which stops the pass (see `pipeline._answer_one`)."""
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+        return
+    try:
+        engine.dialect.do_ping(dbapi_conn)
+    except Exception as exc:  # noqa: BLE001 - any failure: the pool connects afresh
+        raise DisconnectionError("the pooled connection failed its ping") from exc
+
+
+def _mark_idle(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+    record.info["idle_since"] = time.monotonic()
+
+
+def _json_dumps(value: object) -> str:
+    """JSON columns (a case's codes and findings, its flags) are written on every answer:
+    orjson writes them several times faster than the standard library."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import select
 
 from consultant import cases
@@ -153,7 +154,7 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
     )
     intake = Intake(services, now=now) if polled else None
     if intake is not None:
-        intake.fetch_and_record()
+        intake.start()
     statuses = answer_claimed(services, now=now, refill=intake)
     if intake is not None:
         intake.record_ahead()  # a batch still being classified ahead is recorded before the pass ends
@@ -184,7 +185,8 @@ class Intake:
     of cases wait (`refill`). With a matcher that also classifies (`MatchHelper.classify_ahead`),
     the next batch is fetched as soon as fewer than a whole batch wait and is parsed and
     sorted in the helper process while this thread answers; it is recorded when fewer than
-    half a batch wait, or when the pass ends. Recording is the same either way (`intake_batch`,
+    half a batch wait, or when the pass ends. The pass's first batch goes the same way
+    (`start`), so with a helper this thread does not parse the batches itself. Recording is the same either way (`intake_batch`,
     which classifies here whatever the helper could not). A fetch that finds nothing new
     ends the fetching for the pass: the mailbox is not searched again before every claim."""
 
@@ -197,8 +199,16 @@ class Intake:
         self._ahead: tuple[list[FetchedMessage], int] | None = None  # fetched, being classified
         self._drained = False  # a fetch found nothing new: no more fetching this pass
 
-    def fetch_and_record(self) -> None:
-        self._record(self._fetch())
+    def start(self) -> None:
+        """The pass's first fetch. With a helper that classifies, the batch goes to it like
+        any other, and is recorded at once only when fewer than half a batch of cases wait:
+        this thread does not parse it either way."""
+        if self._classify_ahead is None:
+            self._record(self._fetch())
+            return
+        self._fetch_ahead()
+        if self._ahead is not None and self._waiting() < self.services.batch_size // 2:
+            self.record_ahead()
 
     def refill(self) -> None:
         """Called before each claim: fetch (and record, or classify ahead) by how many cases
@@ -206,19 +216,26 @@ class Intake:
         if self._drained:
             return
         batch_size = self.services.batch_size
-        waiting = cases.waiting(self.services.engine, now=self.now())
+        waiting = self._waiting()
         if self._classify_ahead is None:
             if waiting < batch_size // 2:
-                self.fetch_and_record()
+                self._record(self._fetch())
             return
         if self._ahead is not None and waiting < batch_size // 2:
             self.record_ahead()
         if self._ahead is None and waiting < batch_size:
-            batch = self._fetch()
-            fresh = [m for m in batch if not m.known]
-            if fresh:
-                self._ahead = batch, self._classify_ahead(
-                    fresh, own_address=self.services.address, authserv_id=self.services.authserv_id)
+            self._fetch_ahead()
+
+    def _waiting(self) -> int:
+        return cases.waiting(self.services.engine, now=self.now())
+
+    def _fetch_ahead(self) -> None:
+        """Fetch a batch and have its new messages classified in the helper (`_ahead`)."""
+        batch = self._fetch()
+        fresh = [m for m in batch if not m.known]
+        if fresh:
+            self._ahead = batch, self._classify_ahead(  # type: ignore[misc]
+                fresh, own_address=self.services.address, authserv_id=self.services.authserv_id)
 
     def record_ahead(self) -> bool:
         """Record the batch being classified ahead, if there is one (True then)."""
@@ -352,7 +369,9 @@ def _answer_one(
         return _answer(services, attempt, target, result, now=now, following=following)
     except cases.ClaimLost:
         return "skipped", NOT_STARTED
-    except ServiceError:
+    except (ServiceError, OperationalError, InterfaceError):
+        # the mail server or the database, not this question: the pass stops (`scheduling.poll`
+        # logs it) and the case, still `received`, is answered on a later pass
         raise
     except SenderError as exc:
         return _close(services, case_id, CaseStatus.quarantined, exc.reason, now=now), NOT_STARTED

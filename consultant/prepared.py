@@ -144,7 +144,12 @@ class Prepared:
             try:
                 cursor.execute(compiled.sql, arguments)
             except dialect.loaded_dbapi.Error as exc:
-                raise DBAPIError.instance(compiled.sql, arguments, exc, dialect.loaded_dbapi.Error) from exc
+                # as SQLAlchemy does for its own statements: a lost connection is not pooled again
+                lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+                if lost:
+                    conn.invalidate(exc)
+                raise DBAPIError.instance(compiled.sql, arguments, exc, dialect.loaded_dbapi.Error,
+                                          connection_invalidated=lost) from exc
             rows = compiled.rows(cursor, dialect) if compiled.columns and cursor.description else []
             return Rows(rows, cursor.rowcount)
         finally:

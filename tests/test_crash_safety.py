@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from consultant.cases import claim_cases
-from consultant.db import session_scope
+from consultant.db import make_engine, session_scope
 from consultant.errors import SendError
 from consultant.inbox import MemoryInbox
 from consultant.lease import acquire_lease, holder_is_dead
@@ -175,6 +176,62 @@ def test_database_down_aborts_the_poll_before_the_mailbox_changes() -> None:
                         address=ADDRESS)
     assert poll(services) is None  # logged and recorded as a failed poll, not raised
     assert fetched == [] and list(inbox.messages) == [1] and inbox.processed == {}
+
+
+def _drop_connections(engine) -> None:  # type: ignore[no-untyped-def]
+    """What a PostgreSQL restart does to the pooled connections: the server ends them."""
+    with make_engine(str(engine.url.render_as_string(hide_password=False))).connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.commit()
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_before_use(pg_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """D05: connections that rested in the pool are pinged on checkout; dead ones are replaced."""
+    from consultant import db
+    from consultant.scheduling import poll
+
+    services = Services(engine=pg_engine, inbox=MemoryInbox(), transport=MemoryTransport(), matcher=KeywordMatcher(),
+                        address=ADDRESS)
+    services.inbox.deliver(question("What is 62310?", sender="a@clinic.example"))
+    assert poll(services, now=lambda: NOW) is not None
+    _drop_connections(pg_engine)
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)  # every pooled connection has rested long enough
+    services.inbox.deliver(question("What is 62311?", sender="b@clinic.example"))
+    summary = run_once(services, now=lambda: NOW + timedelta(seconds=1))  # not `poll`, which would forgive a failure
+    assert summary.statuses == {"answered": 1}
+    assert [m.recipients for m in services.transport.sent] == [["a@clinic.example"], ["b@clinic.example"]]
+
+
+def test_a_database_connection_lost_mid_answer_fails_the_poll_not_the_case(pg_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """D05: the connection dies between matching and the answer's transaction; the poll fails,
+    the case stays `received` (not `failed`), and a later poll answers it once."""
+    from consultant import db
+    from consultant.scheduling import poll
+
+    class DroppingMatcher(KeywordMatcher):
+        dropped = False
+
+        def match(self, text: str):  # type: ignore[no-untyped-def]
+            if not self.dropped:
+                self.dropped = True
+                _drop_connections(pg_engine)
+            return super().match(text)
+
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)  # no ping: the answer meets the dead connection
+    services = Services(engine=pg_engine, inbox=MemoryInbox(), transport=MemoryTransport(),
+                        matcher=DroppingMatcher(), address=ADDRESS)
+    services.inbox.deliver(question("What is 62310?", sender="a@clinic.example"))
+    assert poll(services, now=lambda: NOW) is None  # logged and recorded as a failed poll
+    with Session(pg_engine) as session:
+        case = session.exec(select(Case)).one()
+    assert case.status == CaseStatus.received and services.transport.sent == []
+    summary = poll(services, now=lambda: NOW + timedelta(minutes=10))  # after the backoff and the claim
+    assert summary is not None and summary.statuses == {"answered": 1}
+    with Session(pg_engine) as session:
+        case = session.exec(select(Case)).one()
+    assert case.status == CaseStatus.answered and case.error == ""
+    assert [m.recipients for m in services.transport.sent] == [["a@clinic.example"]]
 
 
 class _Dying(BaseException):
