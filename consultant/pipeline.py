@@ -184,10 +184,11 @@ class Intake:
     Without help, a batch is fetched and recorded at once whenever fewer than half a batch
     of cases wait (`refill`). With a matcher that also classifies (`MatchHelper.classify_ahead`),
     the next batch is fetched as soon as fewer than a whole batch wait and is parsed and
-    sorted in the helper process while this thread answers; it is recorded when fewer than
-    half a batch wait, or when the pass ends. The pass's first batch goes the same way
-    (`start`), so with a helper this thread does not parse the batches itself. Recording is the same either way (`intake_batch`,
-    which classifies here whatever the helper could not). A fetch that finds nothing new
+    sorted in the helper process while this thread answers; it is recorded once fewer than
+    half a batch wait and the helper has finished it, when there is nothing else to answer
+    (then it is waited for), or when the pass ends. The pass's first batch goes the same way
+    (`start`), so with a helper this thread does not parse the batches itself. Recording is
+    the same either way (`intake_batch`, which classifies here whatever the helper could not). A fetch that finds nothing new
     ends the fetching for the pass: the mailbox is not searched again before every claim."""
 
     def __init__(self, services: Services, *, now: Callable[[], datetime]) -> None:
@@ -200,15 +201,12 @@ class Intake:
         self._drained = False  # a fetch found nothing new: no more fetching this pass
 
     def start(self) -> None:
-        """The pass's first fetch. With a helper that classifies, the batch goes to it like
-        any other, and is recorded at once only when fewer than half a batch of cases wait:
-        this thread does not parse it either way."""
+        """The pass's first fetch. With a helper that classifies, the batch goes to it like any
+        other (this thread does not parse it), and is recorded when the claims run dry."""
         if self._classify_ahead is None:
             self._record(self._fetch())
-            return
-        self._fetch_ahead()
-        if self._ahead is not None and self._waiting() < self.services.batch_size // 2:
-            self.record_ahead()
+        else:
+            self._fetch_ahead()
 
     def refill(self) -> None:
         """Called before each claim: fetch (and record, or classify ahead) by how many cases
@@ -222,7 +220,7 @@ class Intake:
                 self._record(self._fetch())
             return
         if self._ahead is not None and waiting < batch_size // 2:
-            self.record_ahead()
+            self.record_ahead(wait=False)
         if self._ahead is None and waiting < batch_size:
             self._fetch_ahead()
 
@@ -237,11 +235,15 @@ class Intake:
             self._ahead = batch, self._classify_ahead(  # type: ignore[misc]
                 fresh, own_address=self.services.address, authserv_id=self.services.authserv_id)
 
-    def record_ahead(self) -> bool:
-        """Record the batch being classified ahead, if there is one (True then)."""
+    def record_ahead(self, *, wait: bool = True) -> bool:
+        """Record the batch being classified ahead, if there is one (True then). With `wait`
+        false, only if the helper has finished it: this thread has claimed cases to answer
+        meanwhile, and stalled here for a fifth of a round before (py-spy, bench/run.py)."""
         if self._ahead is None:
             return False
         batch, ticket = self._ahead
+        if not wait and not self.services.matcher.classified_ready(ticket):  # type: ignore[attr-defined]
+            return False
         self._ahead = None
         self._record(batch, self.services.matcher.classified(ticket))  # type: ignore[attr-defined]
         return True
@@ -294,7 +296,8 @@ def answer_claimed(
     unclaimed = limit  # of this pass's answers, those not claimed yet
     chunks: deque[list[int]] = deque()
 
-    def claim_ahead(first: bool) -> None:
+    def claim_ahead(first: bool, busy: bool = False) -> None:
+        """`busy`: a chunk taken from `chunks` waits to be answered."""
         nonlocal unclaimed
         while unclaimed > 0 and len(chunks) < (MATCH_AHEAD if prefetch is not None else 1):
             if refill is not None and not first:
@@ -305,9 +308,9 @@ def answer_claimed(
                 now=now(),
             )
             if not claimed:
-                if refill is not None and refill.record_ahead():
+                if refill is not None and refill.record_ahead(wait=not (busy or chunks)):
                     continue  # the batch classified ahead has arrived: claim from it
-                return
+                return  # (or it has not, and there are claimed cases to answer meanwhile)
             unclaimed -= len(claimed)
             chunks.append(claimed)
             if prefetch is not None:
@@ -317,7 +320,7 @@ def answer_claimed(
     while chunks:
         claimed = chunks.popleft()
         if prefetch is not None:
-            claim_ahead(first=False)  # the helper matches those while this thread answers these
+            claim_ahead(first=False, busy=True)  # the helper matches those while this thread answers these
         started: cases.Started | _NotStarted = NOT_STARTED
         for n, case_id in enumerate(claimed):
             following = claimed[n + 1] if n + 1 < len(claimed) else None

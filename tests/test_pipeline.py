@@ -8,6 +8,7 @@ from email import message_from_bytes, policy
 import pytest
 from sqlmodel import Session, select
 
+from consultant.classify import classify_safely
 from consultant.errors import PermanentSendError, SendError
 from consultant.inbox import MemoryInbox
 from consultant.models import Account, Case, CaseStatus, Outbox, OutboxStatus, Tier
@@ -304,3 +305,47 @@ def test_a_background_sender_delivers_what_the_passes_answer(engine) -> None:  #
     with Session(engine) as session:
         assert {o.status for o in session.exec(select(Outbox)).all()} == {OutboxStatus.sent}
     assert services.sender.sent == 30
+
+
+class SlowClassifier(KeywordMatcher):
+    """Classifies ahead like the match helper, but each batch is `ready` only on the fourth look."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: dict[int, list] = {}  # type: ignore[type-arg]
+        self.looks = 0
+        self.waited = 0
+
+    def classify_ahead(self, messages, *, own_address: str, authserv_id: str) -> int:  # type: ignore[no-untyped-def]
+        self.batches[len(self.batches) + 1] = [
+            classify_safely(m, own_address=own_address, authserv_id=authserv_id) for m in messages]
+        return len(self.batches)
+
+    def prefetch(self, texts) -> None:  # type: ignore[no-untyped-def]
+        """Matching stays in `match`; having this makes the pipeline claim chunks ahead."""
+
+    def classified_ready(self, ticket: int) -> bool:
+        self.looks += 1
+        return self.looks % 4 == 0
+
+    def classified(self, ticket: int):  # type: ignore[no-untyped-def]
+        self.waited += 1
+        return {o.ref: o for o in self.batches[ticket]}
+
+
+def test_a_batch_still_being_classified_ahead_does_not_hold_up_the_claimed_cases(engine) -> None:  # type: ignore[no-untyped-def]
+    """While cases are claimed, the next batch is recorded only once the helper is done with
+    it; it is waited for only when nothing is left to answer. Every question is answered once."""
+    matcher = SlowClassifier()
+    services = make_services(engine, matcher=matcher, batch_size=20)
+    for n in range(100):
+        services.inbox.deliver(question(f"What is CPT code 62310? ({n})", sender=f"c{n}@clinic.example"))
+    for _ in range(10):
+        if not services.inbox.messages:
+            break
+        run_once(services, now=lambda: NOW)
+    run_once(services, now=lambda: NOW)
+    assert matcher.looks > 0 and len(matcher.batches) == 5
+    assert matcher.looks > matcher.waited  # asked, and went on answering, more often than it waited
+    assert sorted(m.recipients[0] for m in services.transport.sent) == sorted(f"c{n}@clinic.example" for n in range(100))
+    assert {c.status for c in cases_of(engine)} == {CaseStatus.answered}

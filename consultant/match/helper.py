@@ -155,6 +155,16 @@ class MatchHelper:
             self._restart()
             return 0
 
+    def classified_ready(self, ticket: int) -> bool:
+        """Whether `classify_ahead`'s batch is back: reads what has arrived, never waits (a lost
+        child counts as ready, so that `classified` finds out at once)."""
+        try:
+            while ticket in self._waiting and self._from is not None and self._from.poll(0):
+                self._receive()
+        except (OSError, EOFError, _ChildLost):
+            return True
+        return ticket not in self._waiting
+
     def classified(self, ticket: int) -> dict[MailRef, Outcome] | None:
         """The outcomes of `classify_ahead`'s batch by message, or None when they were lost."""
         try:
