@@ -123,6 +123,15 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of `pid` (the match helper of a `consultant run`)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds of process `pid` so far (0 when it is gone)."""
     try:
