@@ -188,8 +188,9 @@ class Intake:
     half a batch wait and the helper has finished it, when there is nothing else to answer
     (then it is waited for), or when the pass ends. The pass's first batch goes the same way
     (`start`), so with a helper this thread does not parse the batches itself. Recording is
-    the same either way (`intake_batch`, which classifies here whatever the helper could not). A fetch that finds nothing new
-    ends the fetching for the pass: the mailbox is not searched again before every claim."""
+    the same either way (`intake_batch`, which classifies here whatever the helper could not).
+    A fetch that finds nothing new ends the fetching for the pass: the mailbox is not searched
+    again before every claim."""
 
     def __init__(self, services: Services, *, now: Callable[[], datetime]) -> None:
         self.services = services
