@@ -10,18 +10,21 @@ with one clear line instead of on the first poll.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from consultant.db import make_engine, migrate
-from consultant.embedded import EmbeddedMail
 from consultant.errors import ConfigError, MailboxError, SendError
 from consultant.inbox import ImapConfig, ImapInbox
 from consultant.outbox import SmtpConfig, SmtpTransport
 from consultant.pipeline import ReplyCaps, ReviewPolicy, Services
 from consultant.quota import QuotaPolicy
 from consultant.settings import Settings, imap_port, smtp_port
+
+if TYPE_CHECKING:  # started only without a mail server: a worker on a real one never loads aiosmtpd (1.7 MB)
+    from consultant.embedded import EmbeddedMail
 
 log = logging.getLogger(__name__)
 
