@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import time
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consultant.render import CodeView, build_message, render_reply, reply_subject
+from consultant.render import CodeView, build_message, new_message_id, render_reply, reply_subject
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -56,3 +58,14 @@ def test_no_header_injection(subject: str, name: str) -> None:
                "x-auto-response-suppress", "x-caseconsultant-loop", "content-type", "mime-version"}
     assert set(names) <= allowed
     assert names.count("subject") == 1 and names.count("to") == 1
+
+
+def test_message_ids_stay_unique_when_the_random_module_repeats_itself(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two replies in one 10 ms tick, with the `random` module seeded alike before each (as
+    Hypothesis does for every example): the stdlib's ID alone would repeat."""
+    monkeypatch.setattr(time, "time", lambda: 1_795_000_000.0)
+    ids = set()
+    for _ in range(2):
+        random.seed(7)
+        ids.add(new_message_id("caseconsultant.example"))
+    assert len(ids) == 2 and all(i.endswith("@caseconsultant.example>") for i in ids)
