@@ -16,6 +16,10 @@ questions it will ask about:
                       a fetched batch's parsing and sorting (`classify.py`),
                       started when the mailbox lease holder fetches it and
                       collected when it records it, a few chunks later
+    classified_ready(ticket)
+                      whether that batch is back, without waiting: the
+                      worker records it then, and waits for it only when
+                      it has nothing else to answer
 
 The child is a new interpreter (`python -m consultant.match.helper`), not a
 fork: the worker has threads (sender, WAL checkpoints), and the index is
