@@ -164,7 +164,8 @@ class Claim:
         other's rows; on SQLite the IMMEDIATE transaction serialises the claim."""
         params = {"p_now": now, "p_limit": limit, "p_holder": holder, "p_until": now + ttl}
         with engine.begin() as conn:
-            dead = dead_holders(self._held.run(conn, params).scalars())
+            # the claiming worker is alive: its own claims (chunks claimed ahead) need no /proc read
+            dead = dead_holders(h for h in self._held.run(conn, params).scalars() if h != holder)
             if dead:
                 rows = conn.execute(self._update(self._free(dead)), params).scalars().all()
             else:
