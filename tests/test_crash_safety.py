@@ -94,6 +94,25 @@ def test_a_killed_workers_lease_and_claims_are_taken_over_at_once(db_engine) -> 
     assert claim_outbox(engine, holder=me, limit=5, now=NOW) == [1]
 
 
+def test_a_workers_own_claims_are_not_probed_for_a_dead_holder(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the answering path claims chunks ahead, so its own claims are live at every claim it makes
+    import consultant.lease as lease
+
+    me = Services(engine=engine, inbox=MemoryInbox(), transport=MemoryTransport(), matcher=KeywordMatcher(),
+                  address=ADDRESS).worker_id
+    dead = _dead_worker_id()
+    with session_scope(engine) as session:
+        for uid, holder in ((1, me), (2, dead), (3, None)):
+            session.add(Case(mailbox="INBOX", uidvalidity=1, uid=uid, raw=question(sender="x@clinic.example"),
+                             sender="x@clinic.example", received_at=NOW, updated_at=NOW, claimed_by=holder,
+                             claimed_until=NOW + timedelta(minutes=5) if holder else None))
+    probed: list[int] = []
+    real = lease._proc_stat
+    monkeypatch.setattr(lease, "_proc_stat", lambda pid: probed.append(pid) or real(pid))
+    assert claim_cases(engine, holder=me, limit=5, ttl=timedelta(minutes=5), now=NOW) == [2, 3]
+    assert probed == [int(dead.split(":")[1])]  # the dead worker's claim was checked and freed; ours was not
+
+
 def test_a_live_holder_on_another_host_is_waited_out(engine) -> None:  # type: ignore[no-untyped-def]
     other = "another-host:4242:abcdef:4026531836.1"
     assert not holder_is_dead(other)
