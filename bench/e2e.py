@@ -105,6 +105,7 @@ def run_round(
         "worker_thread_cpu_s": [r.get("thread_cpu_s", {}) for r in results],
         "worker_passes": [r.get("passes", 0) for r in results],
         "busy_passes": [r.get("busy_passes", []) for r in results],
+        "idle_passes_at": [r.get("idle_passes_at", []) for r in results],
         "machine": machine,
     }
     if setup.database_url:

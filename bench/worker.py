@@ -82,7 +82,8 @@ def main() -> int:
     threading.Thread(target=watch_stdin, daemon=True).start()
     totals = {"passes": 0, "idle_passes": 0, "fetched": 0, "sent": 0, "failed_polls": 0}
     started = time.monotonic()
-    busy_passes: list[tuple[int, int, float]] = []  # (fetched, answered, seconds) of passes that did work
+    busy_passes: list[tuple[float, int, int, float]] = []  # (start, fetched, answered, seconds) of passes that did work
+    idle_at: list[float] = []  # when each pass that found nothing to do started (seconds after `go`)
     while not stop.is_set():
         pass_started = time.monotonic()
         summary: RunSummary | None = poll(services)
@@ -94,9 +95,10 @@ def main() -> int:
         totals["fetched"] += summary.fetched
         if not (summary.fetched or summary.statuses):
             totals["idle_passes"] += 1
+            idle_at.append(round(pass_started - started, 2))
             stop.wait(0.1)
         else:
-            busy_passes.append((summary.fetched, sum(summary.statuses.values()),
+            busy_passes.append((round(pass_started - started, 2), summary.fetched, sum(summary.statuses.values()),
                                 round(time.monotonic() - pass_started, 3)))
     threads_cpu = thread_cpu_seconds()
     helper_cpu = process_cpu_seconds(helper) if helper else 0.0
@@ -119,6 +121,7 @@ def main() -> int:
         "peak_rss_mb_processes": {"worker": peak_rss_mb(), **({"match-helper": helper_rss} if helper else {})},
         "thread_cpu_s": threads_cpu,
         "busy_passes": busy_passes,
+        "idle_passes_at": idle_at,
     }), flush=True)
     return 0
 
