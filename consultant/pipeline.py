@@ -158,7 +158,7 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
     statuses = answer_claimed(services, now=now, refill=intake)
     if intake is not None:
         intake.record_ahead()  # a batch still being classified ahead is recorded before the pass ends
-    acknowledged = acknowledge(services, list(intake.seen)) if intake is not None else 0
+    acknowledged = intake.acknowledged + len(acknowledge(services, list(intake.seen))) if intake is not None else 0
     if services.sender is not None:
         services.sender.wake()
         counts = {"sent": 0, "retry": 0, "failed": 0}
@@ -190,13 +190,19 @@ class Intake:
     (`start`), so with a helper this thread does not parse the batches itself. Recording is
     the same either way (`intake_batch`, which classifies here whatever the helper could not).
     A fetch that finds nothing new ends the fetching for the pass: the mailbox is not searched
-    again before every claim."""
+    again before every claim. Messages stay in the folder until their cases close, and a fetch
+    looks for new mail among the first few batches' worth of UIDs only (`inbox.SCAN_BATCHES`):
+    when those are all recorded, the closed ones are acknowledged there and then, and the
+    fetch looks again behind them. Otherwise a pass in which other workers answer most of the
+    questions would stop fetching after those few batches, and the others would wait for the
+    pass to end."""
 
     def __init__(self, services: Services, *, now: Callable[[], datetime]) -> None:
         self.services = services
         self.now = now
-        self.seen: dict[MailRef, None] = {}  # every message looked at this pass, new or recorded before
+        self.seen: dict[MailRef, None] = {}  # every message looked at this pass and not yet acknowledged
         self.new = 0
+        self.acknowledged = 0  # during the pass (`_fetch`)
         self._classify_ahead = getattr(services.matcher, "classify_ahead", None)
         self._ahead: tuple[list[FetchedMessage], int] | None = None  # fetched, being classified
         self._drained = False  # a fetch found nothing new: no more fetching this pass
@@ -250,11 +256,25 @@ class Intake:
         return True
 
     def _fetch(self) -> list[FetchedMessage]:
+        batch = self._fetch_once()
+        if batch and all(m.known for m in batch) and self._acknowledge_closed():
+            batch = self._fetch_once()  # the closed ones made room: look behind them
+        self._drained = all(m.known for m in batch)
+        return batch
+
+    def _fetch_once(self) -> list[FetchedMessage]:
         engine = self.services.engine
         batch = self.services.inbox.fetch_batch(self.services.batch_size, known=lambda refs: cases.recorded(engine, refs))
         self.seen.update(dict.fromkeys(m.ref for m in batch))
-        self._drained = all(m.known for m in batch)
         return batch
+
+    def _acknowledge_closed(self) -> bool:
+        """Move the messages of this pass whose cases are closed; whether there were any."""
+        moved = acknowledge(self.services, list(self.seen))
+        for ref in moved:
+            del self.seen[ref]
+        self.acknowledged += len(moved)
+        return bool(moved)
 
     def _record(self, batch: list[FetchedMessage], classified: dict[MailRef, Outcome] | None = None) -> None:
         services = self.services
@@ -263,10 +283,10 @@ class Intake:
         self.new += sum(not m.known for m in batch)
 
 
-def acknowledge(services: Services, refs: list[MailRef]) -> int:
-    """Move the fetched messages whose cases are closed (anything but `received`)."""
+def acknowledge(services: Services, refs: list[MailRef]) -> list[MailRef]:
+    """Move the fetched messages whose cases are closed (anything but `received`); returns them."""
     if not refs:
-        return 0
+        return []
     with session_scope(services.engine) as session:
         rows = session.exec(
             select(Case.uid, Case.status).where(
@@ -278,7 +298,7 @@ def acknowledge(services: Services, refs: list[MailRef]) -> int:
     done = {uid for uid, status in rows if status != CaseStatus.received}
     ready = [r for r in refs if r.uid in done]
     services.inbox.acknowledge(ready)
-    return len(ready)
+    return ready
 
 
 def answer_claimed(

@@ -349,3 +349,23 @@ def test_a_batch_still_being_classified_ahead_does_not_hold_up_the_claimed_cases
     assert matcher.looks > matcher.waited  # asked, and went on answering, more often than it waited
     assert sorted(m.recipients[0] for m in services.transport.sent) == sorted(f"c{n}@clinic.example" for n in range(100))
     assert {c.status for c in cases_of(engine)} == {CaseStatus.answered}
+
+
+def test_a_pass_acknowledges_closed_mail_to_fetch_behind_it(engine) -> None:  # type: ignore[no-untyped-def]
+    # A fetch looks for new mail among the first SCAN_BATCHES batches' worth of UIDs, and the
+    # pass's answered messages stay there until acknowledged. Once that window holds nothing
+    # new, the closed ones are moved there and then, so the pass fetches on (with two workers,
+    # the other worker would otherwise wait for the pass to end).
+    from consultant.inbox import SCAN_BATCHES
+
+    services = make_services(engine, batch_size=2)
+    total = 2 * SCAN_BATCHES * 3
+    for n in range(total):
+        services.inbox.deliver(question(sender=f"coder{n}@clinic.example"))
+
+    summary = run_once(services, now=lambda: NOW)
+
+    assert summary.fetched == total and summary.acknowledged == total
+    assert not services.inbox.messages and len(services.inbox.processed) == total
+    assert len(services.transport.sent) == total
+    assert all(c.status == CaseStatus.answered for c in cases_of(engine))
