@@ -158,7 +158,8 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
     statuses = answer_claimed(services, now=now, refill=intake)
     if intake is not None:
         intake.record_ahead()  # a batch still being classified ahead is recorded before the pass ends
-    acknowledged = intake.acknowledged + len(acknowledge(services, list(intake.seen))) if intake is not None else 0
+        intake.acknowledge_closed()
+    acknowledged = intake.acknowledged if intake is not None else 0
     if services.sender is not None:
         services.sender.wake()
         counts = {"sent": 0, "retry": 0, "failed": 0}
@@ -202,7 +203,7 @@ class Intake:
         self.now = now
         self.seen: dict[MailRef, None] = {}  # every message looked at this pass and not yet acknowledged
         self.new = 0
-        self.acknowledged = 0  # during the pass (`_fetch`)
+        self.acknowledged = 0
         self._classify_ahead = getattr(services.matcher, "classify_ahead", None)
         self._ahead: tuple[list[FetchedMessage], int] | None = None  # fetched, being classified
         self._drained = False  # a fetch found nothing new: no more fetching this pass
@@ -257,7 +258,7 @@ class Intake:
 
     def _fetch(self) -> list[FetchedMessage]:
         batch = self._fetch_once()
-        if batch and all(m.known for m in batch) and self._acknowledge_closed():
+        if batch and all(m.known for m in batch) and self.acknowledge_closed():
             batch = self._fetch_once()  # the closed ones made room: look behind them
         self._drained = all(m.known for m in batch)
         return batch
@@ -268,8 +269,9 @@ class Intake:
         self.seen.update(dict.fromkeys(m.ref for m in batch))
         return batch
 
-    def _acknowledge_closed(self) -> bool:
-        """Move the messages of this pass whose cases are closed; whether there were any."""
+    def acknowledge_closed(self) -> bool:
+        """Move the messages seen this pass whose cases are closed (at the end of the pass, and
+        during it when a fetch finds no room); whether there were any."""
         moved = acknowledge(self.services, list(self.seen))
         for ref in moved:
             del self.seen[ref]
