@@ -222,7 +222,7 @@ class Intake:
         if self._drained:
             return
         batch_size = self.services.batch_size
-        waiting = self._waiting()
+        waiting = cases.waiting(self.services.engine, now=self.now())
         if self._classify_ahead is None:
             if waiting < batch_size // 2:
                 self._record(self._fetch())
@@ -231,9 +231,6 @@ class Intake:
             self.record_ahead(wait=False)
         if self._ahead is None and waiting < batch_size:
             self._fetch_ahead()
-
-    def _waiting(self) -> int:
-        return cases.waiting(self.services.engine, now=self.now())
 
     def _fetch_ahead(self) -> None:
         """Fetch a batch and have its new messages classified in the helper (`_ahead`)."""
