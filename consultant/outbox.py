@@ -132,6 +132,10 @@ class SmtpTransport:
         self._smtp = smtp
         return smtp
 
+    def another(self) -> SmtpTransport:
+        """A transport with the same settings and a connection of its own."""
+        return SmtpTransport(self.config)
+
     def send(self, raw: bytes, *, sender: str, recipients: list[str]) -> None:
         smtp = self.connect()
         smtp.data_sent = False
@@ -272,73 +276,93 @@ def deliver_pending(
 
 
 class BackgroundSender:
-    """SEND on its own thread, so replies go out while the next questions are matched.
+    """SEND on threads of its own, so replies go out while the next questions are matched.
 
     `consultant run` uses it: the answering path wakes it (`wake`) as replies are
-    committed, and it drains the due rows with `deliver_pending` over one SMTP
-    connection, kept open while there is work and closed after IDLE_CLOSE seconds
-    without any. It also looks for due retries every second. The rows, claims,
-    `sending_since` and crash points are exactly those of the inline drain, so
-    crash safety is unchanged; the thread only overlaps the SMTP round trips
-    (about a fifth of a worker's time) with matching. When the SMTP server is
-    unavailable it pauses 1, 2, 4 ... up to 60 s between attempts; any other
-    error is logged by its type and the loop goes on.
+    committed, and it drains the due rows with `deliver_pending`, each thread over
+    a connection of its own (`CONSULTANT_SMTP_CONNECTIONS`), kept open while there
+    is work and closed after IDLE_CLOSE seconds without any. A thread claims
+    CLAIM rows at a time, so that the connections share a burst, and claims again
+    at once after a full claim; otherwise it looks for due retries every second.
+    The rows, claims, `sending_since` and crash points are exactly those of the
+    inline drain, so crash safety is unchanged: each connection has at most one
+    message in the window between the server's reply and our commit. Threads
+    overlap the SMTP round trips with matching and with each other: one connection
+    fell behind the answering once the answering no longer waited for IMAP (the
+    last quarter of a round's replies went out after the last answer). When the
+    SMTP server is unavailable a thread pauses 1, 2, 4 ... up to 60 s between
+    attempts; any other error is logged by its type and the loop goes on.
     """
 
     IDLE_CLOSE = 5.0
     PAUSE_MAX = 60.0
+    CLAIM = 10
 
-    def __init__(self, engine: Engine, transport: Transport, *, sender: str, holder: str,
+    def __init__(self, engine: Engine, transports: list[Transport], *, sender: str, holder: str,
                  max_attempts: int = 6) -> None:
         self.engine = engine
-        self.transport = transport
         self.sender = sender
         self.holder = holder
         self.max_attempts = max_attempts
-        self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="smtp-sender", daemon=True)
-        self.sent = 0
+        self._wakes = [threading.Event() for _ in transports]
+        self._sent = [0] * len(transports)
+        self._threads = [
+            threading.Thread(target=self._run, args=(n, transport), name=f"smtp-sender-{n + 1}", daemon=True)
+            for n, transport in enumerate(transports)
+        ]
+
+    @property
+    def sent(self) -> int:
+        return sum(self._sent)
 
     def start(self) -> BackgroundSender:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def wake(self) -> None:
-        self._wake.set()
+        for wake in self._wakes:
+            wake.set()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Finish the message being sent, then stop (the rest waits in the outbox)."""
+        """Finish the messages being sent, then stop (the rest waits in the outbox)."""
         self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
 
-    def _run(self) -> None:
+    def _run(self, slot: int, transport: Transport) -> None:
+        wake = self._wakes[slot]
         idle_since: float | None = None
         pause = 1.0
         while not self._stop.is_set():
-            self._wake.wait(1.0)
-            self._wake.clear()
+            wake.wait(1.0)
+            wake.clear()
             try:
-                counts = deliver_pending(self.engine, self.transport, sender=self.sender, now=datetime.now(UTC),
-                                         max_attempts=self.max_attempts, holder=self.holder, keep_open=True)
+                counts = deliver_pending(self.engine, transport, sender=self.sender, now=datetime.now(UTC),
+                                         max_attempts=self.max_attempts, holder=self.holder, keep_open=True,
+                                         limit=self.CLAIM)
             except Exception as exc:  # noqa: BLE001 - the sender must outlive a database outage
                 log.warning("sending failed (%s); retrying", type(exc).__name__)
                 counts = {"sent": 0, "retry": 1}
-            self.sent += counts.get("sent", 0)
+            self._sent[slot] += counts.get("sent", 0)
             if counts.get("retry") and not counts.get("sent"):
-                self.transport.close()
+                transport.close()
                 self._stop.wait(pause)
                 pause = min(pause * 2, self.PAUSE_MAX)
                 continue
             pause = 1.0
+            if sum(counts.values()) >= self.CLAIM:
+                wake.set()  # a full claim: more may be due
             if any(counts.values()):
                 idle_since = None
             elif idle_since is None:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since > self.IDLE_CLOSE:
-                self.transport.close()
-        self.transport.close()
+                transport.close()
+        transport.close()
 
 
 def release_outbox_claims(engine: Engine, ids: list[int], *, holder: str) -> None:

@@ -9,7 +9,8 @@ call it. One pass:
    fetch one bounded batch and record every message as a case, the batch in
    one transaction (`intake.py`); machine mail, duplicates and unreadable
    mail end there. Later batches are fetched while cases still wait, and
-   with a match helper process they are parsed there meanwhile;
+   with a match helper process they are fetched on a thread of the pass
+   and parsed in the helper meanwhile;
 2. **answer**: claim `received` cases (any worker; claims skip rows other
    workers hold) and for each: match, then in ONE transaction charge the
    quota, write the reply to the outbox (or hold it for staff review) and
@@ -17,14 +18,15 @@ call it. One pass:
 3. **acknowledge** (lease holder): move the messages whose cases are closed
    to the processed folder, one command for the batch;
 4. **send**: drain the outbox over one SMTP connection (`outbox.py`), here,
-   or on the background sender's thread (`consultant run`), which the
-   answering step wakes every few replies.
+   or on the background sender's threads, a connection each (`consultant
+   run`), which the answering step wakes every few replies.
 
 Because the reply is in the outbox before the mailbox changes, and the
 outbox row is marked sent only after the SMTP server took it, a crash at any
 point repeats harmless work or leaves a reply waiting, never a lost question
 or a second reply (except the unavoidable crash between the server's 250
-and our commit, which resends the same Message-ID once and flags the case).
+and our commit, which resends the same Message-ID once and flags the case:
+one message per SMTP connection can be in that window).
 
 SenderErrors end a case; ServiceErrors (IMAP, SMTP, database) abandon the
 pass for a retry on the next poll; any other exception on one case marks
@@ -36,6 +38,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -122,13 +125,14 @@ class Services:
     policy: QuotaPolicy = field(default_factory=QuotaPolicy)
     batch_size: int = 100
     send_attempts: int = 6
+    send_connections: int = 1  # SMTP connections of a background sender (`scheduling.start_background_sender`)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     worker_id: str = field(default_factory=new_worker_id)
     lease_ttl: timedelta = timedelta(minutes=2)
     mailbox_name: str = "INBOX"
     authserv_id: str = ""  # trust Authentication-Results only from this server
     caps: ReplyCaps = field(default_factory=lambda: ReplyCaps())
-    sender: BackgroundSender | None = None  # sends on its own thread (`consultant run`); inline when None
+    sender: BackgroundSender | None = None  # sends on threads of its own (`consultant run`); inline when None
 
     @property
     def domain(self) -> str:
@@ -153,12 +157,16 @@ def run_once(services: Services, *, now: Callable[[], datetime] = utcnow) -> Run
         holder=services.worker_id, ttl=services.lease_ttl, now=now(),
     )
     intake = Intake(services, now=now) if polled else None
-    if intake is not None:
-        intake.start()
-    statuses = answer_claimed(services, now=now, refill=intake)
-    if intake is not None:
-        intake.record_ahead()  # a batch still being classified ahead is recorded before the pass ends
-        intake.acknowledge_closed()
+    try:
+        if intake is not None:
+            intake.start()
+        statuses = answer_claimed(services, now=now, refill=intake)
+        if intake is not None:
+            intake.record_ahead()  # a batch still being classified ahead is recorded before the pass ends
+            intake.acknowledge_closed()
+    finally:
+        if intake is not None:
+            intake.close()
     acknowledged = intake.acknowledged if intake is not None else 0
     if services.sender is not None:
         services.sender.wake()
@@ -190,6 +198,10 @@ class Intake:
     (then it is waited for), or when the pass ends. The pass's first batch goes the same way
     (`start`), so with a helper this thread does not parse the batches itself. Recording is
     the same either way (`intake_batch`, which classifies here whatever the helper could not).
+    With the helper, the mailbox is used from one IMAP thread of the pass only (`_imap`): a
+    fetch is started there and this thread answers on until it has come back, and the
+    acknowledgements go the same way, in order after it. Waiting for fetches and moves
+    took the answering thread an eighth of a round before (py-spy, bench/run.py).
     A fetch that finds nothing new ends the fetching for the pass: the mailbox is not searched
     again before every claim. Messages stay in the folder until their cases close, and a fetch
     looks for new mail among the first few batches' worth of UIDs only (`inbox.SCAN_BATCHES`):
@@ -207,6 +219,14 @@ class Intake:
         self._classify_ahead = getattr(services.matcher, "classify_ahead", None)
         self._ahead: tuple[list[FetchedMessage], int] | None = None  # fetched, being classified
         self._drained = False  # a fetch found nothing new: no more fetching this pass
+        self._imap = ThreadPoolExecutor(1, thread_name_prefix="imap") if self._classify_ahead else None
+        self._fetching: Future[list[FetchedMessage]] | None = None
+
+    def close(self) -> None:
+        """End the pass's IMAP thread, after what it is doing (a fetch never collected is
+        simply fetched again by the next pass: nothing was recorded of it)."""
+        if self._imap is not None:
+            self._imap.shutdown(wait=True)
 
     def start(self) -> None:
         """The pass's first fetch. With a helper that classifies, the batch goes to it like any
@@ -219,6 +239,7 @@ class Intake:
     def refill(self) -> None:
         """Called before each claim: fetch (and record, or classify ahead) by how many cases
         wait unclaimed; once the mailbox is drained for this pass, not even that is counted."""
+        self._fetched(wait=False)
         if self._drained:
             return
         batch_size = self.services.batch_size
@@ -229,12 +250,21 @@ class Intake:
             return
         if self._ahead is not None and waiting < batch_size // 2:
             self.record_ahead(wait=False)
-        if self._ahead is None and waiting < batch_size:
+        if self._ahead is None and self._fetching is None and waiting < batch_size:
             self._fetch_ahead()
 
     def _fetch_ahead(self) -> None:
-        """Fetch a batch and have its new messages classified in the helper (`_ahead`)."""
-        batch = self._fetch()
+        """Fetch a batch on the IMAP thread; its new messages go to the helper (`_fetched`)."""
+        assert self._imap is not None
+        self._fetching = self._imap.submit(self._fetch)
+
+    def _fetched(self, *, wait: bool) -> None:
+        """Hand the fetched batch's new messages to the helper once the fetch is back (with
+        `wait`, once it is); a fetch that failed raises here, as it would have in `_fetch`."""
+        if self._fetching is None or not (wait or self._fetching.done()):
+            return
+        batch = self._fetching.result()
+        self._fetching = None
         fresh = [m for m in batch if not m.known]
         if fresh:
             self._ahead = batch, self._classify_ahead(  # type: ignore[misc]
@@ -244,6 +274,7 @@ class Intake:
         """Record the batch being classified ahead, if there is one (True then). With `wait`
         false, only if the helper has finished it: this thread has claimed cases to answer
         meanwhile, and stalled here for a fifth of a round before (py-spy, bench/run.py)."""
+        self._fetched(wait=wait)
         if self._ahead is None:
             return False
         batch, ticket = self._ahead
@@ -255,7 +286,7 @@ class Intake:
 
     def _fetch(self) -> list[FetchedMessage]:
         batch = self._fetch_once()
-        if batch and all(m.known for m in batch) and self.acknowledge_closed():
+        if batch and all(m.known for m in batch) and self._acknowledge_closed():
             batch = self._fetch_once()  # the closed ones made room: look behind them
         self._drained = all(m.known for m in batch)
         return batch
@@ -269,6 +300,12 @@ class Intake:
     def acknowledge_closed(self) -> bool:
         """Move the messages seen this pass whose cases are closed (at the end of the pass, and
         during it when a fetch finds no room); whether there were any."""
+        if self._imap is not None:
+            return self._imap.submit(self._acknowledge_closed).result()
+        return self._acknowledge_closed()
+
+    def _acknowledge_closed(self) -> bool:
+        """`acknowledge_closed` on the thread that holds the mailbox (`_fetch` calls it there)."""
         moved = acknowledge(self.services, list(self.seen))
         for ref in moved:
             del self.seen[ref]

@@ -362,10 +362,15 @@ SWITCH_INTERVAL = 0.001
 
 
 def start_background_sender(services: Services) -> BackgroundSender:
-    """Send replies on their own thread, with the services' transport (run_once then only wakes it)."""
+    """Send replies on threads of their own (run_once then only wakes them): the services'
+    transport, and `send_connections` - 1 more like it where the transport can make them."""
     sys.setswitchinterval(SWITCH_INTERVAL)
+    transports = [services.transport]
+    another = getattr(services.transport, "another", None)
+    if another is not None:
+        transports += [another() for _ in range(services.send_connections - 1)]
     return BackgroundSender(
-        services.engine, services.transport, sender=services.address, holder=services.worker_id,
+        services.engine, transports, sender=services.address, holder=services.worker_id,
         max_attempts=services.send_attempts,
     ).start()
 

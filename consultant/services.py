@@ -85,6 +85,7 @@ def build_services(settings: Settings, engine: Engine, *, embedded: EmbeddedMail
         policy=QuotaPolicy(guest_answers=settings.guest_answers, free_answers=settings.free_answers),
         batch_size=settings.imap_batch,
         send_attempts=settings.send_attempts,
+        send_connections=settings.smtp_connections,
         review=ReviewPolicy(below_confidence=settings.review_below, no_codes=settings.review_no_codes),
         authserv_id=settings.authserv_id,
         caps=ReplyCaps(per_hour=settings.reply_cap_hour, per_day=settings.reply_cap_day),

@@ -44,6 +44,7 @@ class Settings:
     smtp_password: str = field(default="", repr=False)
     smtp_security: str = "starttls"
     smtp_timeout: float = 30.0
+    smtp_connections: int = 2  # replies go out over this many connections at once (`consultant run`)
     address: str = DEFAULT_ADDRESS
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     poll_seconds: int = 60
@@ -164,6 +165,7 @@ ENV_FIELDS: dict[str, tuple[str, object]] = {
     "CONSULTANT_SMTP_PASSWORD": ("smtp_password", _str),
     "CONSULTANT_SMTP_SECURITY": ("smtp_security", _str),
     "CONSULTANT_SMTP_TIMEOUT": ("smtp_timeout", _float),
+    "CONSULTANT_SMTP_CONNECTIONS": ("smtp_connections", _int),
     "CONSULTANT_ADDRESS": ("address", _str),
     "CONSULTANT_DATABASE_URL": ("database_url", _str),
     "CONSULTANT_POLL_SECONDS": ("poll_seconds", _int),
@@ -232,6 +234,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("CONSULTANT_REPLY_CAP_DAY", "caps must be at least 1, and the daily cap at least the hourly one")
     if settings.poll_seconds < 1:
         raise ConfigError("CONSULTANT_POLL_SECONDS", "must be at least 1")
+    if not 1 <= settings.smtp_connections <= 8:
+        raise ConfigError("CONSULTANT_SMTP_CONNECTIONS", "must be between 1 and 8")
     if not 1 <= settings.imap_batch <= 1000:
         raise ConfigError("CONSULTANT_IMAP_BATCH", "must be between 1 and 1000")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

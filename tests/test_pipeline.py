@@ -283,7 +283,7 @@ def test_a_message_our_intake_fails_on_is_quarantined_and_the_batch_goes_on(engi
 
 
 def test_a_background_sender_delivers_what_the_passes_answer(engine) -> None:  # type: ignore[no-untyped-def]
-    """`consultant run` sends on its own thread: run_once only wakes it; nothing is lost or sent twice."""
+    """`consultant run` sends on threads of its own: run_once only wakes them; nothing is lost or sent twice."""
     import time
 
     from consultant.scheduling import start_background_sender
@@ -369,3 +369,115 @@ def test_a_pass_acknowledges_closed_mail_to_fetch_behind_it(engine) -> None:  # 
     assert not services.inbox.messages and len(services.inbox.processed) == total
     assert len(services.transport.sent) == total
     assert all(c.status == CaseStatus.answered for c in cases_of(engine))
+
+
+class WatchedInbox(MemoryInbox):
+    """Notes the thread of every mailbox call; can be told to fail the Nth fetch."""
+
+    def __init__(self, *, fail_fetch: int = 0) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+        self.fetches = 0
+        self.fail_fetch = fail_fetch
+
+    def fetch_batch(self, limit, known=None):  # type: ignore[no-untyped-def]
+        import threading
+
+        from consultant.errors import MailboxError
+
+        self.threads.append(threading.current_thread().name)
+        self.fetches += 1
+        if self.fetches == self.fail_fetch:
+            raise MailboxError("IMAP fetch failed: connection reset")
+        return super().fetch_batch(limit, known)
+
+    def acknowledge(self, refs) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        super().acknowledge(refs)
+
+
+def _imap_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("imap")]
+
+
+def test_with_a_classifying_helper_the_mailbox_is_used_from_the_pass_imap_thread(engine) -> None:  # type: ignore[no-untyped-def]
+    # The answering thread goes on answering while a fetch is under way; every fetch and
+    # move is made on the pass's one IMAP thread, in order, and the thread ends with the pass.
+    inbox = WatchedInbox()
+    services = make_services(engine, matcher=SlowClassifier(), inbox=inbox, batch_size=10)
+    for n in range(45):
+        inbox.deliver(question(f"What is CPT code 62310? ({n})", sender=f"t{n}@clinic.example"))
+
+    for _ in range(5):
+        run_once(services, now=lambda: NOW)
+
+    assert inbox.fetches >= 5 and inbox.threads
+    assert {name.rsplit("_", 1)[0] for name in inbox.threads} == {"imap"}
+    assert not _imap_threads()
+    assert sorted(m.recipients[0] for m in services.transport.sent) == sorted(f"t{n}@clinic.example" for n in range(45))
+    assert not inbox.messages and len(inbox.processed) == 45
+
+
+def test_a_fetch_failing_on_the_imap_thread_stops_the_pass_and_loses_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+    from consultant.errors import MailboxError
+
+    inbox = WatchedInbox(fail_fetch=2)
+    services = make_services(engine, matcher=SlowClassifier(), inbox=inbox, batch_size=10)
+    for n in range(25):
+        inbox.deliver(question(f"What is CPT code 62310? ({n})", sender=f"f{n}@clinic.example"))
+
+    with pytest.raises(MailboxError):
+        run_once(services, now=lambda: NOW)
+    assert not _imap_threads()
+
+    later = NOW + timedelta(minutes=6)  # the stopped pass's claims have run out (CLAIM_TTL)
+    for _ in range(4):  # the next passes pick up where it stopped
+        run_once(services, now=lambda: later)
+    assert sorted(m.recipients[0] for m in services.transport.sent) == sorted(f"f{n}@clinic.example" for n in range(25))
+    assert {c.status for c in cases_of(engine)} == {CaseStatus.answered}
+    assert not inbox.messages
+
+
+class PacedTransport(MemoryTransport):
+    """A transport that takes 2 ms per message; `another` makes one more, listed in `made`."""
+
+    def __init__(self, made: list[PacedTransport]) -> None:
+        super().__init__()
+        self.made = made
+        made.append(self)
+
+    def send(self, raw: bytes, *, sender: str, recipients: list[str]) -> None:
+        import time
+
+        time.sleep(0.002)
+        super().send(raw, sender=sender, recipients=recipients)
+
+    def another(self) -> PacedTransport:
+        return PacedTransport(self.made)
+
+
+def test_a_background_sender_shares_a_burst_over_its_connections(engine) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from consultant.scheduling import start_background_sender
+
+    made: list[PacedTransport] = []
+    services = make_services(engine, transport=PacedTransport(made), send_connections=2)
+    for n in range(60):
+        services.inbox.deliver(question(f"What is CPT code 62310? ({n})", sender=f"b{n}@clinic.example"))
+    services.sender = start_background_sender(services)
+    try:
+        run_once(services)
+        deadline = time.monotonic() + 15
+        while sum(len(t.sent) for t in made) < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        services.sender.stop()
+    assert len(made) == 2 and all(t.sent for t in made)  # both connections carried replies
+    recipients = [m.recipients[0] for t in made for m in t.sent]
+    assert sorted(recipients) == sorted(f"b{n}@clinic.example" for n in range(60))  # each exactly once
+    assert services.sender.sent == 60
