@@ -352,6 +352,7 @@ def answer_claimed(
     prefetch: Callable[[list[str]], None] | None = getattr(services.matcher, "prefetch", None)
     unclaimed = limit  # of this pass's answers, those not claimed yet
     chunks: deque[list[int]] = deque()
+    taken: list[int] = []  # every case this pass claimed
 
     def claim_ahead(first: bool, busy: bool = False) -> None:
         """`busy`: a chunk taken from `chunks` waits to be answered."""
@@ -370,22 +371,32 @@ def answer_claimed(
                 return  # (or it has not, and there are claimed cases to answer meanwhile)
             unclaimed -= len(claimed)
             chunks.append(claimed)
+            taken.extend(claimed)
             if prefetch is not None:
                 prefetch(cases.questions(services.engine, claimed))
 
-    claim_ahead(first=True)
-    while chunks:
-        claimed = chunks.popleft()
-        if prefetch is not None:
-            claim_ahead(first=False, busy=True)  # the helper matches those while this thread answers these
-        started: cases.Started | _NotStarted = NOT_STARTED
-        for n, case_id in enumerate(claimed):
-            following = claimed[n + 1] if n + 1 < len(claimed) else None
-            outcome, started = _answer_one(services, case_id, now=now(), started=started, following=following)
-            statuses[outcome] = statuses.get(outcome, 0) + 1
-            if services.sender is not None and n % SEND_EVERY == SEND_EVERY - 1:
-                services.sender.wake()  # the replies so far go out while the rest are matched
-        claim_ahead(first=False)
+    try:
+        claim_ahead(first=True)
+        while chunks:
+            claimed = chunks.popleft()
+            if prefetch is not None:
+                claim_ahead(first=False, busy=True)  # the helper matches those while this thread answers these
+            started: cases.Started | _NotStarted = NOT_STARTED
+            for n, case_id in enumerate(claimed):
+                following = claimed[n + 1] if n + 1 < len(claimed) else None
+                outcome, started = _answer_one(services, case_id, now=now(), started=started, following=following)
+                statuses[outcome] = statuses.get(outcome, 0) + 1
+                if services.sender is not None and n % SEND_EVERY == SEND_EVERY - 1:
+                    services.sender.wake()  # the replies so far go out while the rest are matched
+            claim_ahead(first=False)
+    except Exception:
+        # the pass stops (the mail server or the database failed): its unanswered cases wait
+        # for the next pass, not for their claims to run out
+        try:
+            cases.release_cases(services.engine, taken, holder=services.worker_id)
+        except Exception as exc:  # noqa: BLE001 - the database may be what failed: then the TTL frees them
+            log.warning("could not give back this pass's claims (%s)", type(exc).__name__)
+        raise
     return statuses
 
 
