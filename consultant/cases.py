@@ -243,16 +243,9 @@ def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now:
     return _CLAIM.run(engine, holder=holder, limit=limit, ttl=ttl, now=now)
 
 
-def release_cases(engine: Engine, ids: list[int], *, holder: str) -> None:
-    """Give back `holder`'s claims on those of `ids` still waiting for an answer, so that the
-    next pass (any worker) takes them at once instead of after the claim's TTL."""
-    if ids:
-        with engine.begin() as conn:
-            conn.execute(
-                update(CASE)
-                .where(CASE.c.id.in_(ids), CASE.c.claimed_by == holder, CASE.c.status == CaseStatus.received)
-                .values(claimed_until=None)
-            )
+def release_cases(engine: Engine, ids: list[int], *, holder: str, now: datetime) -> None:
+    """Give back `holder`'s claims on those of `ids` still `received` (`Claim.release`)."""
+    _CLAIM.release(engine, ids, holder=holder, now=now)
 
 
 _QUESTIONS = (

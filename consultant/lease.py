@@ -172,6 +172,20 @@ class Claim:
                 rows = self._claim.run(conn, params).scalars()
         return sorted(rows)
 
+    def release(self, engine: Engine, ids: list[int], *, holder: str, now: datetime) -> None:
+        """Give back `holder`'s claims on those of `ids` still waiting, so that the next poll
+        (any worker) takes them at once instead of after the claim's TTL."""
+        if not ids:
+            return
+        table = self.table
+        with engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id.in_(ids), table.c.claimed_by == holder, self.waiting)
+                .values(claimed_until=None),
+                {"p_now": now},
+            )
+
     def _free(self, dead: Sequence[str] = ()) -> ColumnElement[bool]:
         """Rows nobody holds: never claimed, claim expired, or held by one of `dead`."""
         until = self.table.c.claimed_until

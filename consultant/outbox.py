@@ -260,7 +260,7 @@ def deliver_pending(
                                              max_attempts=max_attempts, holder=holder, accepted=accepted)
             if outcome == "unavailable":
                 counts["retry"] += 1
-                release_outbox_claims(engine, claimed[done + 1:], holder=holder)
+                release_outbox_claims(engine, claimed[done + 1:], holder=holder, now=now)
                 break
             counts[outcome] += 1
     finally:
@@ -365,17 +365,9 @@ class BackgroundSender:
         transport.close()
 
 
-def release_outbox_claims(engine: Engine, ids: list[int], *, holder: str) -> None:
+def release_outbox_claims(engine: Engine, ids: list[int], *, holder: str, now: datetime) -> None:
     """Give back claims this drain will not use, so the next poll (any worker) can take them."""
-    if not ids:
-        return
-    with session_scope(engine) as session:
-        session.execute(
-            update(Outbox)
-            .where(Outbox.id.in_(ids), Outbox.claimed_by == holder)  # type: ignore[attr-defined]
-            .values(claimed_until=None)
-            .execution_options(synchronize_session=False)
-        )
+    _CLAIM.release(engine, ids, holder=holder, now=now)
 
 
 # Built once and run on the driver's cursor: the send path runs these for every reply

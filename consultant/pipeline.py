@@ -393,7 +393,7 @@ def answer_claimed(
         # the pass stops (the mail server or the database failed): its unanswered cases wait
         # for the next pass, not for their claims to run out
         try:
-            cases.release_cases(services.engine, taken, holder=services.worker_id)
+            cases.release_cases(services.engine, taken, holder=services.worker_id, now=now())
         except Exception as exc:  # noqa: BLE001 - the database may be what failed: then the TTL frees them
             log.warning("could not give back this pass's claims (%s)", type(exc).__name__)
         raise
