@@ -68,3 +68,27 @@ def test_a_pickled_index_answers_the_same():
     hits = search(index, make_query(index, tokens))
     assert index.key[hits[0].row] == "K2101"
     assert search(again, make_query(again, tokens)) == hits
+
+
+def test_a_pickled_index_keeps_every_map_and_one_object_per_row_number():
+    rows = [
+        *ROWS,
+        _row("S52.5", "Fracture of lower end of radius", billable=False),
+        _row("S52.501A", "Unspecified fracture of the lower end of right radius, initial encounter", parent="S52.5"),
+        _row("S52.501D", "Unspecified fracture of the lower end of right radius, subsequent encounter", parent="S52.5"),
+        {**_row("0DT", "Resection of gastrointestinal system", system="ICD-10-PCS"), "display": "0DT (odd)"},
+    ]
+    index = build_index(rows)
+    again = pickle.loads(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    for name in ("key", "system", "by_key", "same_key", "children", "family_of"):
+        assert getattr(again, name) == getattr(index, name), name
+    assert again.families == index.families and again.families[0].members == (8, 9)
+    # displays come from the keys (a dot after the third character in ICD-10-CM) unless written otherwise
+    assert [again.display[r] for r in range(len(again))] == [r["display"] for r in rows]
+    assert again.display.odd == {len(rows) - 1: "0DT (odd)"}
+    # a row number is one object wherever it is held (pickle would make one per place)
+    family_row = again.families[0].members[0]
+    assert again.family_of[family_row] == 0
+    assert next(k for k in again.family_of if k == family_row) is family_row
+    assert again.by_key["S52501A"] is family_row
+    assert next(kid for kid in again.children[again.by_key["S525"]] if kid == family_row) is family_row

@@ -19,7 +19,9 @@ per-title data are flat arrays (`Docs`, `Titles`, postings as `array('i')`)
 rather than millions of small Python objects, the strings that repeat
 (system, status, release, parent) are shared, and the long ones (official
 and plain titles) are kept as UTF-8 (`Texts`). Unpickling arrays is also much
-faster than unpickling tuples.
+faster than unpickling tuples. Display forms are worked out from the keys
+(`Displays`), and a loaded index holds one int object per row number however
+many maps name it (`CodeIndex.__setstate__`): together 21 MB less per worker.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 10
+INDEX_VERSION = 11
 ICD = "ICD-10-CM"
 SEARCHED_SYSTEMS = frozenset({ICD, "ICD-10-PCS", "CPT", "HCPCS"})
 DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
@@ -81,6 +83,32 @@ class Texts:
 
     def __iter__(self) -> Iterator[str]:
         return (self[i] for i in range(len(self)))
+
+
+class Displays:
+    """Each row's display form, worked out from its key when it is read: an ICD-10-CM code
+    longer than three characters takes a dot after the third (E119 -> E11.9), and any other
+    code is shown as its key. Only a row written otherwise is kept (`odd`; none in the
+    shipped code set). A list of 177,000 display strings beside the keys held 11 MB."""
+
+    def __init__(self, key: list[str], system: list[str]) -> None:
+        self.key = key
+        self.system = system
+        self.odd: dict[int, str] = {}
+
+    def add(self, row: int, display: str) -> None:
+        if display != self._derived(row):
+            self.odd[row] = display
+
+    def _derived(self, row: int) -> str:
+        key = self.key[row]
+        return f"{key[:3]}.{key[3:]}" if len(key) > 3 and self.system[row] == ICD else key
+
+    def __getitem__(self, row: int) -> str:
+        return self.odd.get(row) or self._derived(row)
+
+    def __len__(self) -> int:
+        return len(self.key)
 
 
 @dataclass
@@ -150,7 +178,7 @@ class CodeIndex:
     fingerprint: str = ""
     system: list[str] = field(default_factory=list)
     key: list[str] = field(default_factory=list)
-    display: list[str] = field(default_factory=list)
+    display: Displays = field(init=False)
     official: Texts = field(default_factory=Texts)
     plain: Texts = field(default_factory=Texts)
     billable: list[bool] = field(default_factory=list)
@@ -174,8 +202,40 @@ class CodeIndex:
     family_of: dict[int, int] = field(default_factory=dict)  # row -> family number
     said_absent: dict[int, frozenset[str]] = field(default_factory=dict)  # target -> words an inclusion term is without
 
+    def __post_init__(self) -> None:
+        self.display = Displays(self.key, self.system)
+
     def __len__(self) -> int:
         return len(self.key)
+
+    # The cache (`_write_cache`) holds row numbers as flat arrays, not as the ints of dicts
+    # and tuples: pickle writes an int out wherever it is held, and each comes back as an
+    # object of its own (28 bytes), about 290,000 more than there are rows. Loading gives
+    # every map below the same object for one row number; `by_key` is rebuilt from `key`.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["by_key"], state["family_of"]
+        state["children"] = [(parent, array("i", kids)) for parent, kids in self.children.items()]
+        state["families"] = [(f.base, f.title, array("i", f.members), f.ext_tokens) for f in self.families]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("version") != INDEX_VERSION:  # an older cache: `load_cached` sees its version and rebuilds
+            self.__dict__.update(state)
+            return
+        rows = list(range(len(state["key"])))  # one object per row number, shared by the maps
+        state["children"] = {rows[parent]: [rows[k] for k in kids] for parent, kids in state["children"]}
+        families, family_of = [], {}
+        for number, (base, title, members, ext_tokens) in enumerate(state["families"]):
+            families.append(Family(base, title, tuple(rows[m] for m in members), ext_tokens))
+            for m in members:
+                family_of[rows[m]] = number
+        state["families"], state["family_of"] = families, family_of
+        by_key: dict[str, int] = {}
+        for row, key in enumerate(state["key"]):
+            by_key.setdefault(key, rows[row])
+        state["by_key"] = by_key
+        self.__dict__.update(state)
 
     def rows_for(self, key: str, system: str | None = None) -> list[int]:
         key = key.upper().replace(".", "")
@@ -332,7 +392,7 @@ def build_index(rows: list[dict[str, Any]]) -> CodeIndex:
         # the strings that repeat are shared (pickle keeps them shared)
         index.system.append(sys.intern(r["system"]))
         index.key.append(key)
-        index.display.append(r.get("display") or key)
+        index.display.add(row, r.get("display") or key)
         index.official.append(r.get("official") or "")
         index.plain.append(r.get("plain") or "")
         index.billable.append(bool(r.get("billable")))
