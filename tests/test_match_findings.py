@@ -76,3 +76,11 @@ def test_z_code_wording_keeps_its_own_suspected_and_versus():
 
 def test_stopped_and_finished_treatment_is_not_current():
     assert clauses("finished anticoagulation")[0][1] is True
+
+
+def test_the_disease_a_vaccine_prevents_is_not_a_finding():
+    assert clauses("vaccination against influenza") == [("encounter for immunization", False, False, False)]
+    assert clauses("immunization for hepatitis B")[0][0] == "encounter for immunization"
+    assert clauses("Vaccine for shingles. Has a cough.")[1][0].startswith("has a cough")
+    # "immunization" without a prevented disease keeps its own wording (Z28: not carried out)
+    assert clauses("Immunization not carried out because of patient refusal")[0][0] == "immunization"

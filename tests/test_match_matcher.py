@@ -323,3 +323,11 @@ def test_remembered_searches_give_the_same_answers(db_url, monkeypatch):
         fresh = build_matcher(engine).match(text)
         assert a == fresh and b == fresh, text
         assert fresh.codes, text
+
+
+def test_a_vaccination_is_coded_as_the_encounter_not_as_the_disease(matcher):
+    for text in ("Need for prophylactic vaccination and inoculation against influenza",
+                 "vaccinated against measles", "vaccine for shingles"):
+        found = codes(matcher, text)
+        assert found[0] == "Z23", text
+        assert not any(c.startswith(("J09", "J10", "J11", "B05", "B02")) for c in found), text

@@ -11,6 +11,9 @@ Outpatient coding does not code uncertain diagnoses ("probable", "suspected",
 suppressed, as negated ones are. Inpatient wording ("admitted", "discharge")
 turns that rule off.
 
+A vaccination "against" or "for" a disease names a disease the patient does
+not have: the clause keeps the immunization and drops the rest.
+
 "History of" and its cousins mark a clause as history: the condition is not
 current, and the history codes (Z85-Z87) are searched instead. "Family
 history" is kept apart (Z80-Z84).
@@ -121,7 +124,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
         sentence_negated = False
         for part in _merge_qualifiers(sentence, lexicon):
             words, evidence = lexicon.rewrite(part)
-            words = _drop_durations(words)
+            words = _drop_prevented(_drop_durations(words))
             if not words:
                 continue
             title_like = _has(words, _TITLE_WORDING)
@@ -177,6 +180,21 @@ def _drop_durations(words: list[str]) -> list[str]:
         out.append(w)
         i += 1
     return out
+
+
+_IMMUNIZATION = ("encounter", "for", "immunization")
+_PREVENTS = frozenset({"against", "for", "to"})
+
+
+def _drop_prevented(words: list[str]) -> list[str]:
+    """ "Vaccination against influenza", "vaccine for shingles": what follows the
+    immunization names the disease it prevents, which the patient does not have; coding
+    it would report that disease. The rest of the clause is dropped."""
+    for i, word in enumerate(words[:-1]):
+        if word in ("immunization", "immunisation") and words[i + 1] in _PREVENTS:
+            head = words[: i + 1]
+            return head if tuple(head[-3:]) == _IMMUNIZATION else [*words[:i], *_IMMUNIZATION]
+    return words
 
 
 def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
