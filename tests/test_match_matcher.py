@@ -331,3 +331,10 @@ def test_a_vaccination_is_coded_as_the_encounter_not_as_the_disease(matcher):
         found = codes(matcher, text)
         assert found[0] == "Z23", text
         assert not any(c.startswith(("J09", "J10", "J11", "B05", "B02")) for c in found), text
+
+
+def test_alcoholic_names_the_condition_not_a_dependence_when_a_title_says_so(matcher):
+    assert codes(matcher, "Alcoholic cirrhosis of liver")[0] == "K70.30"
+    assert codes(matcher, "alcoholic cardiomyopathy")[0] == "I42.6"
+    assert codes(matcher, "alcoholic neuropathy")[0] == "G62.1"
+    assert codes(matcher, "he is an alcoholic")[0] == "F10.20"
