@@ -84,3 +84,8 @@ def test_the_disease_a_vaccine_prevents_is_not_a_finding():
     assert clauses("Vaccine for shingles. Has a cough.")[1][0].startswith("has a cough")
     # "immunization" without a prevented disease keeps its own wording (Z28: not carried out)
     assert clauses("Immunization not carried out because of patient refusal")[0][0] == "immunization"
+
+
+def test_a_lasting_status_is_not_history():
+    assert clauses("history of total knee replacement")[0][3] is False
+    assert clauses("history of breast cancer")[0][3] is True

@@ -338,3 +338,14 @@ def test_alcoholic_names_the_condition_not_a_dependence_when_a_title_says_so(mat
     assert codes(matcher, "alcoholic cardiomyopathy")[0] == "I42.6"
     assert codes(matcher, "alcoholic neuropathy")[0] == "G62.1"
     assert codes(matcher, "he is an alcoholic")[0] == "F10.20"
+
+
+def test_a_replaced_joint_is_the_artificial_joint_of_that_site(matcher):
+    assert codes(matcher, "TKA")[0] == "Z96.659"
+    assert codes(matcher, "s/p right TKA")[0] == "Z96.651"
+    assert codes(matcher, "left knee replacement")[0] == "Z96.652"
+    assert codes(matcher, "shoulder replacement")[0] == "Z96.619"
+    assert codes(matcher, "right hip replacement")[0] == "Z96.641"
+    assert codes(matcher, "aftercare following knee replacement surgery")[0] == "Z47.1"
+    # a lasting status is current, not history: the status code, not Z87
+    assert codes(matcher, "history of total knee replacement")[0] == "Z96.659"

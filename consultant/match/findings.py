@@ -15,7 +15,9 @@ A vaccination "against" or "for" a disease names a disease the patient does
 not have: the clause keeps the immunization and drops the rest.
 
 "History of" and its cousins mark a clause as history: the condition is not
-current, and the history codes (Z85-Z87) are searched instead. "Family
+current, and the history codes (Z85-Z87) are searched instead. A status
+that lasts (an artificial joint, a bypass graft, an amputation) is not
+history: its status code is current. "Family
 history" is kept apart (Z80-Z84).
 """
 
@@ -104,6 +106,9 @@ _TITLE_WORDING = _phrases(
     ("encounter", "for"), ("observation", "for"), ("carrier",), ("contact", "with"), ("exposure", "to"),
     ("screening", "for"),
 )
+# A device or an operation's lasting result stays ("history of a knee replacement" is an
+# artificial knee joint today, Z96.65-): its status code, not a history code.
+_STATUS = _phrases(("presence", "of"), ("acquired", "absence"))
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.IGNORECASE)
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
@@ -134,7 +139,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 elif sentence_negated and _continues_negation(piece):
                     negated = True
                 uncertain = _has(piece, UNCERTAIN) and not inpatient and not title_like
-                history = (history_sentence or _has(piece, HISTORY)) and not negated
+                history = (history_sentence or _has(piece, HISTORY)) and not negated and not _has(piece, _STATUS)
                 content = tuple(w for w in piece if w not in _ONLY_CONFIRMING)
                 stated = after_label or bool(set(piece) & _ONLY_CONFIRMING) or bool(_DIAGNOSIS_LEAD.match(sentence))
                 if not content:
