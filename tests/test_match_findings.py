@@ -89,3 +89,9 @@ def test_the_disease_a_vaccine_prevents_is_not_a_finding():
 def test_a_lasting_status_is_not_history():
     assert clauses("history of total knee replacement")[0][3] is False
     assert clauses("history of breast cancer")[0][3] is True
+
+
+def test_a_vaccine_named_after_its_disease_is_not_that_disease():
+    for text in ("flu vaccine", "tetanus booster", "covid vaccine", "hepatitis B vaccine"):
+        assert clauses(text) == [("encounter for immunization", False, False, False)], text
+    assert clauses("type 2 diabetes, flu shot today")[0][0].startswith("type 2 diabetes")

@@ -191,14 +191,31 @@ _IMMUNIZATION = ("encounter", "for", "immunization")
 _PREVENTS = frozenset({"against", "for", "to"})
 
 
+# Words of the diseases vaccines are named after ("flu shot", "hepatitis B vaccine", "Tdap").
+_VACCINE_NAMES = frozenset(
+    """influenza flu tetanus diphtheria pertussis tdap dtap td measles mumps rubella mmr varicella zoster
+    shingles hepatitis a b pneumococcal pneumococcus covid 19 sars cov 2 polio poliomyelitis rotavirus hpv
+    human papillomavirus meningococcal rabies typhoid yellow fever rsv hib""".split()
+)
+
+
 def _drop_prevented(words: list[str]) -> list[str]:
-    """ "Vaccination against influenza", "vaccine for shingles": what follows the
-    immunization names the disease it prevents, which the patient does not have; coding
-    it would report that disease. The rest of the clause is dropped."""
-    for i, word in enumerate(words[:-1]):
-        if word in ("immunization", "immunisation") and words[i + 1] in _PREVENTS:
-            head = words[: i + 1]
-            return head if tuple(head[-3:]) == _IMMUNIZATION else [*words[:i], *_IMMUNIZATION]
+    """ "Vaccination against influenza", "vaccine for shingles", "hepatitis B vaccine":
+    the disease an immunization is for is one the patient does not have, and coding it
+    would report that disease. What follows "against" or "for" is dropped with the rest
+    of the clause, and a vaccine's name just before it."""
+    for i, word in enumerate(words):
+        if word not in ("immunization", "immunisation"):
+            continue
+        start = i - 2 if tuple(words[i - 2 : i + 1]) == _IMMUNIZATION else i
+        name = start
+        while name > 0 and words[name - 1] in _VACCINE_NAMES:
+            name -= 1
+        tail = words[i + 1 :]
+        prevented = bool(tail) and tail[0] in _PREVENTS
+        if name == start and not prevented:
+            return words  # no disease named: as written ("immunization not carried out")
+        return [*words[:name], *_IMMUNIZATION, *([] if prevented else tail)]
     return words
 
 
