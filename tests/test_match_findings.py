@@ -95,3 +95,8 @@ def test_a_vaccine_named_after_its_disease_is_not_that_disease():
     for text in ("flu vaccine", "tetanus booster", "covid vaccine", "hepatitis B vaccine"):
         assert clauses(text) == [("encounter for immunization", False, False, False)], text
     assert clauses("type 2 diabetes, flu shot today")[0][0].startswith("type 2 diabetes")
+
+
+def test_an_organism_after_due_to_is_a_finding_of_its_own():
+    assert [w for w, *_ in clauses("UTI due to E. coli")][1] == "escherichia coli"
+    assert len(clauses("pain due to a fall")) == 1  # only an organism is split off

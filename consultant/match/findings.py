@@ -42,6 +42,17 @@ class Clause:
     diagnosis: bool = False  # said as the assessment ("Assessment: pleurisy", "Diagnosis: croup")
 
 
+# "UTI due to E. coli": the organism is a finding of its own (B95-B96, "as the cause of
+# diseases classified elsewhere"), as after a comma; a title naming both the condition and
+# the organism ("Pneumonia due to MRSA") is still found by the sentence taken whole.
+_ORGANISM = re.compile(
+    r"(?<!colonized)(?<!colonised)(?<!contact)(?<!exposed)(?<!exposure)(?<!carrier)"  # carriers and contacts: Z20, Z22
+    r"\s+(?:due\s+to|caused\s+by|secondary\s+to|from|with|positive\s+for)\s+(?=(?:an?\s+|the\s+)?(?:"
+    r"e\.?\s?coli|escherichia|mrsa|mssa|staph|staphylococc\w*|strep|streptococc\w*|group\s+[ab]\s+strep\w*|gbs|"
+    r"pseudomonas|klebsiella|proteus|enterococc\w*|h\.?\s?pylori|helicobacter|haemophilus|h\.?\s?flu|"
+    r"mycoplasma|bacteroides)\b)",
+    re.IGNORECASE,
+)
 _SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
 _CLAUSE = re.compile(r"(,|\b(?:but|however|although|though|whereas|except)\b)", re.IGNORECASE)
 
@@ -120,6 +131,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     inpatient = bool(INPATIENT.search(text))
     out: list[Clause] = []
     text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
+    text = _ORGANISM.sub(", ", text)
     labelled = False  # the sentence follows "Assessment:" / "Diagnosis:"
     for number, sentence in enumerate(_SENTENCE.split(text)):
         sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]

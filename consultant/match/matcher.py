@@ -149,6 +149,21 @@ ANATOMY_TOKENS = frozenset(
         buttock flank rib armpit navel knuckle instep arch side wall"""
     )
 )
+# A clause naming only an organism ("UTI due to E. coli" -> "E. coli", findings.py) says what
+# caused another finding: B95-B97, "as the cause of diseases classified elsewhere"; said
+# alone, the organism's infection of unspecified site (A49) as well. Never a disease of its
+# own ("MRSA" is not "Pneumonia due to MRSA"): a title naming one is found for the sentence.
+ORGANISM_TOKENS = frozenset(
+    tokenize(
+        """methicillin resistant susceptible sensitive staphylococcus staphylococcal aureus streptococcus
+        streptococcal group a b escherichia coli pseudomonas aeruginosa klebsiella pneumoniae proteus mirabilis
+        enterococcus enterococcal helicobacter pylori haemophilus influenzae mycoplasma bacteroides fragilis
+        due to caused by secondary from with positive for"""
+    )
+)
+ORGANISM_CAUSE = ("B95", "B96", "B97")
+ORGANISM_ALONE = ("A49", *ORGANISM_CAUSE)
+ORGANISM_AFTER = 0.3  # rank taken off an organism's code beside the condition it caused
 DIAGNOSIS_BONUS = 0.3  # rank bonus for a code the note states as its assessment
 FULL_NAME = 0.85  # title coverage at which a code's name counts as said in full
 RESIDUAL_SHARE = 0.1
@@ -424,12 +439,17 @@ class CodeMatcher:
             wide = self._search(c.words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
                                 default_type2=default_type2, context=context, limit=60)
             hits = wide[:12]
+            cause = 0.0  # an organism's code is listed after the condition it caused
+            if content <= ORGANISM_TOKENS:
+                alone = not any(o is not c and not (o.negated or o.uncertain) for o in clauses)
+                hits = [h for h in wide if idx.key[h.row].startswith(ORGANISM_ALONE if alone else ORGANISM_CAUSE)][:12]
+                cause = 0.0 if alone else ORGANISM_AFTER
             if "screening" in c.words:
                 # a screening is coded as the screening (Z11-Z13), never as the disease looked for
                 hits = [h for h in hits if "screening" in idx.official[h.row].lower()]
             codes = []
             clause_weight = weight([t for t in tokenize(" ".join(c.words)) if t not in FILLER_TOKENS])
-            stated = DIAGNOSIS_BONUS if c.diagnosis else 0.0  # the assessment leads the answer
+            stated = (DIAGNOSIS_BONUS if c.diagnosis else 0.0) - cause  # the assessment leads the answer
             for n, h in enumerate(hits[:8]):
                 # reported: a good score, or one of the code's names said in
                 # full among other words ("postmenopausal ... osteoporosis")
@@ -512,6 +532,9 @@ class CodeMatcher:
             first = hits[0]
             matched_tokens = {self._token(t) for t in first.matched}
             coverage = weight(matched_tokens & sentence_tokens) / (weight(sentence_tokens) or 1.0)
+            joined = sum(bool(matched_tokens & set(tokenize(" ".join(c.words)))) for _, c in group_clauses)
+            if joined < 2:
+                continue  # its best code speaks for one clause only: that clause's own search did
             whole = first.score >= 0.55 and coverage >= 0.7
             for n, h in enumerate(hits[:5]):
                 top = n == 0 and h.score >= 0.55
