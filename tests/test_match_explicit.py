@@ -42,6 +42,9 @@ def test_two_codes_in_two_forms():
         "ICD-10-CM question",
         "dose 40 mg twice daily",
         "B12 deficiency",
+        "T2DM on insulin",
+        "T1DM with hypoglycemia",
+        "H1N1 influenza",
     ],
 )
 def test_no_false_positives(text):

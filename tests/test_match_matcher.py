@@ -360,3 +360,14 @@ def test_an_organism_is_the_cause_code_after_its_condition_never_another_disease
     assert codes(matcher, "pneumonia due to MRSA")[0] == "J15.212"
     assert codes(matcher, "sepsis due to E. coli")[0] == "A41.51"
     assert codes(matcher, "MRSA")[0] == "A49.02"
+
+
+def test_heart_abbreviations_and_a_past_infarct(matcher):
+    assert codes(matcher, "NSTEMI")[0] == "I21.4"
+    assert codes(matcher, "non-STEMI")[0] == "I21.4"
+    assert codes(matcher, "STEMI")[0] == "I21.3"
+    assert codes(matcher, "frequent PVCs")[0] == "I49.3"
+    # a past MI is the old infarct (I25.2), not a personal history Z code; a year is no word of a title
+    found = codes(matcher, "history of MI in 2019")
+    assert found[0] == "I25.2" and "J12.82" not in found
+    assert codes(matcher, "T2DM on insulin")[:2] == ["Z79.4", "E11.9"]

@@ -31,6 +31,9 @@ _CPT_HINT = re.compile(r"\bcpt\b|\bprocedure code\b|\bcode\b|\bbill(?:ed|ing)?\b
 _PCS_HINT = re.compile(r"\bpcs\b|\bicd[\s-]?10[\s-]?pcs\b", re.IGNORECASE)
 _LAB_WORDS = {"b12", "b6", "b1", "d3", "d2", "k2", "t3", "t4", "a1c", "c3", "c4", "e2", "g6", "h2", "o2", "s1", "s2", "s3", "s4", "l4", "l5", "c5", "c6", "c7", "t12"}
 _NOT_CODE_WORDS = {"icd", "icd9", "icd10", "icd11", "cpt", "pcs", "hcpcs"}
+# Abbreviations shaped like a code, never one (no ICD-10-CM category is T2D, T1D or H1N):
+# diabetes types and influenza strains.
+_ABBREVIATIONS = {"t2dm", "t1dm", "t2d", "t1d", "h1n1", "h3n2", "h5n1", "h7n9"}
 _UNITS = re.compile(r"^\s*(?:mg|mcg|ml|g|kg|lb|lbs|units?|iu|mmhg|%|cc|mm|cm|hrs?|hours?|days?|weeks?)\b", re.IGNORECASE)
 _ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|zip|zip code|postal code)\s*$", re.IGNORECASE)
 _NUMBER_CONTEXT = re.compile(
@@ -85,7 +88,7 @@ def find_mentions(text: str) -> list[Mention]:
     for match in _ICD.finditer(text):
         head, tail = match.group(1), match.group(2) or ""
         raw = match.group(0)
-        if (head + tail).lower() in _NOT_CODE_WORDS or head.lower() in ("icd",):
+        if (head + tail).lower() in _NOT_CODE_WORDS | _ABBREVIATIONS or head.lower() in ("icd",):
             continue
         if not head[1].isdigit():
             continue

@@ -117,9 +117,10 @@ _TITLE_WORDING = _phrases(
     ("encounter", "for"), ("observation", "for"), ("carrier",), ("contact", "with"), ("exposure", "to"),
     ("screening", "for"),
 )
-# A device or an operation's lasting result stays ("history of a knee replacement" is an
-# artificial knee joint today, Z96.65-): its status code, not a history code.
-_STATUS = _phrases(("presence", "of"), ("acquired", "absence"))
+# A device, an operation's lasting result or a healed infarct stays ("history of a knee
+# replacement" is an artificial knee joint today, Z96.65-; a past MI is I25.2): its own
+# code, not a history code.
+_STATUS = _phrases(("presence", "of"), ("acquired", "absence"), ("old", "myocardial", "infarction"))
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.IGNORECASE)
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
@@ -179,9 +180,13 @@ _DURATION_UNITS = frozenset(
 )
 
 
+_YEAR = re.compile(r"(?:19|20)\d\d")
+_YEAR_CUES = frozenset({"in", "since", "from", "during", "until", "of", "back"})
+
+
 def _drop_durations(words: list[str]) -> list[str]:
-    """ "for three days", "x 2 weeks", "two years ago" say how long, not what: dropped
-    ("born at 32 weeks" and "34 weeks pregnant" are kept)."""
+    """ "for three days", "x 2 weeks", "two years ago", "in 2019" say how long or when, not
+    what: dropped ("born at 32 weeks" and "34 weeks pregnant" are kept)."""
     out: list[str] = []
     i = 0
     while i < len(words):
@@ -193,6 +198,10 @@ def _drop_durations(words: list[str]) -> list[str]:
             if out and out[-1] in _DURATION_CUES:
                 out.pop()
             i += 2
+            continue
+        if _YEAR.fullmatch(w) and out and out[-1] in _YEAR_CUES:
+            out.pop()  # "in 2019", "since 2015": when, not what (COVID-19's title says 2019)
+            i += 1
             continue
         out.append(w)
         i += 1
