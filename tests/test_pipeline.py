@@ -345,7 +345,10 @@ def test_a_batch_still_being_classified_ahead_does_not_hold_up_the_claimed_cases
             break
         run_once(services, now=lambda: NOW)
     run_once(services, now=lambda: NOW)
-    assert matcher.looks > 0 and len(matcher.batches) == 5
+    # each message went to the helper once (how the 100 fall into batches depends on when the
+    # pass's IMAP thread fetches them, which is how far the answering has come)
+    classified = [o.ref for batch in matcher.batches.values() for o in batch]
+    assert matcher.looks > 0 and len(classified) == len(set(classified)) == 100
     assert matcher.looks > matcher.waited  # asked, and went on answering, more often than it waited
     assert sorted(m.recipients[0] for m in services.transport.sent) == sorted(f"c{n}@clinic.example" for n in range(100))
     assert {c.status for c in cases_of(engine)} == {CaseStatus.answered}
