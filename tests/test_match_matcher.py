@@ -371,3 +371,13 @@ def test_heart_abbreviations_and_a_past_infarct(matcher):
     found = codes(matcher, "history of MI in 2019")
     assert found[0] == "I25.2" and "J12.82" not in found
     assert codes(matcher, "T2DM on insulin")[:2] == ["Z79.4", "E11.9"]
+
+
+def test_an_injury_named_by_its_site_and_a_place_or_a_verb_that_names_nothing(matcher):
+    assert codes(matcher, "head injury")[0] == "S09.90XA"
+    assert codes(matcher, "neck injury")[0] == "S19.9XXA"
+    assert codes(matcher, "first visit for this injury") == []
+    # "at home" is where, not what (no "medical services not available in home"); "hit" the verb is not HIT
+    assert codes(matcher, "fall from ladder at home") == ["W11.XXXA"]
+    found = codes(matcher, "fell at home, hit head")
+    assert found[0] == "S09.90XA" and not any(c.startswith(("Z75", "D75")) for c in found)

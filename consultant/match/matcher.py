@@ -430,10 +430,12 @@ class CodeMatcher:
                     codes.append(idx.display[h.row])
                 findings.append(Finding(text=c.text, history=True, codes=tuple(codes[:1])))
                 continue
-            content = set(tokenize(" ".join(c.words))) - ENCOUNTER_TOKENS - MODIFIER_TOKENS - FILLER_TOKENS
-            if not content or content <= ANATOMY_TOKENS:
+            said = set(tokenize(" ".join(c.words)))
+            content = said - ENCOUNTER_TOKENS - MODIFIER_TOKENS - FILLER_TOKENS
+            if (not content or content <= ANATOMY_TOKENS) and not ("injury" in said and content):
                 # "first visit for this injury" (applied to every finding already);
-                # "chest x-ray shows" before "no pneumonia": a place, not a finding
+                # "chest x-ray shows" before "no pneumonia": a place, not a finding.
+                # "Knee injury" names the site of one: a finding.
                 continue
             sentences.setdefault(c.sentence, []).append((number, c))
             wide = self._search(c.words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
