@@ -100,3 +100,8 @@ def test_a_vaccine_named_after_its_disease_is_not_that_disease():
 def test_an_organism_after_due_to_is_a_finding_of_its_own():
     assert [w for w, *_ in clauses("UTI due to E. coli")][1] == "escherichia coli"
     assert len(clauses("pain due to a fall")) == 1  # only an organism is split off
+
+
+def test_what_a_test_found_is_a_clause_of_its_own():
+    assert [w for w, *_ in clauses("Screening colonoscopy found a polyp in the sigmoid colon.")][1].endswith("colon")
+    assert clauses("low platelet count, cause not found yet")[0][0].startswith("thrombocytopenia")

@@ -381,3 +381,13 @@ def test_an_injury_named_by_its_site_and_a_place_or_a_verb_that_names_nothing(ma
     assert codes(matcher, "fall from ladder at home") == ["W11.XXXA"]
     found = codes(matcher, "fell at home, hit head")
     assert found[0] == "S09.90XA" and not any(c.startswith(("Z75", "D75")) for c in found)
+
+
+def test_a_screening_and_what_it_found_and_no_cancer_that_was_not_said(matcher):
+    result = matcher.match("Screening colonoscopy found a polyp in the sigmoid colon.")
+    reported = [s.code for s in result.codes if s.report]
+    assert reported[:2] == ["Z12.11", "K63.5"] and not any(c.startswith("C") for c in reported)
+    assert codes(matcher, "sigmoid colon polyp")[0] == "K63.5"
+    assert codes(matcher, "cancer of the sigmoid colon")[0] == "C18.7"
+    # a history clause that names nothing codable adds no "other specified" history code
+    assert codes(matcher, "Former smoker, quit 10 years ago.") == ["Z87.891"]

@@ -74,6 +74,10 @@ _OBSTETRIC = Caseless(
 _CONGENITAL = Caseless(
     r"\b(congenital\w*|born with|birth defect|since birth|from birth|newborn|neonat\w*|infant|hereditary|inherited|"
     r"genetic|anomal\w*|malformation)\b")
+_MALIGNANCY = Caseless(
+    r"\b(cancer\w*|malignan\w*|\w*carcinom\w*|tumou?rs?|neoplas\w*|\w*lymphoma\w*|leuka?emi\w*|\w*melanoma\w*|"
+    r"\w*sarcoma\w*|metasta\w*|mets|\w*myeloma\w*|oncolog\w*|\w*blastoma\w*|\w*glioma\w*|seminoma\w*|"
+    r"mesothelioma|carcinoid|hodgkin\w*|cll|aml|cml|mds|dcis|nsclc|sclc|hcc|rcc)\b")
 _INJURY = Caseless(
     r"\b(fractur\w*|broke\w*|break|crack\w*|sprain\w*|strain\w*|twist\w*|roll(?:ed)?|jamm?\w*|lacerat\w*|cut|gash|"
     r"bit(?:e|ten)|burn\w*|scald\w*|contusion|bruis\w*|injur\w*|wound\w*|trauma\w*|fell|fall\w*|dislocat\w*|"
@@ -146,7 +150,9 @@ ANATOMY_TOKENS = frozenset(
         bladder skin scalp brain breast trunk limb upper lower shows showed show revealed reveals demonstrated
         film films view views study findings result results adult child patient male female year old lobe lobes
         lobar middle palm sole fingertip scalp lip cheek chin forehead temple eyelid jaw gum tongue tooth groin
-        buttock flank rib armpit navel knuckle instep arch side wall"""
+        buttock flank rib armpit navel knuckle instep arch side wall colon sigmoid rectum cecum ascending
+        descending transverse stomach esophagus duodenum bowel intestine uterus cervix prostate thyroid pancreas
+        gallbladder spleen"""
     )
 )
 # A clause naming only an organism ("UTI due to E. coli" -> "E. coli", findings.py) says what
@@ -181,9 +187,10 @@ _NOT_DIABETES_MELLITUS = frozenset({"insipidus", "prediabetes", "gestational", "
 TITLE_READ, TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION = 1, 2, 4, 8  # CodeMatcher._flags
 # What a code needs the text to be about (CodeMatcher._in_context): chapter 15 a pregnancy,
 # chapter 16 and Z38 a newborn, an ICD-10-CM injury or poisoning code (S, T) an injury.
-NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY = 16, 32, 64
-TITLE_NEEDS = NEEDS_PREGNANCY | NEEDS_NEWBORN | NEEDS_INJURY
-_NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury"}
+NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY, NEEDS_MALIGNANCY = 16, 32, 64, 128
+TITLE_NEEDS = NEEDS_PREGNANCY | NEEDS_NEWBORN | NEEDS_INJURY | NEEDS_MALIGNANCY
+_NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury",
+          NEEDS_MALIGNANCY: "malignancy"}
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.IGNORECASE)
 
 
@@ -356,6 +363,11 @@ class CodeMatcher:
                                        ("injury", _INJURY))
             if pattern.found(text) or pattern.found(rewritten)
         )
+        # a screening's own words ("screening colonoscopy": "... for malignant neoplasm of colon")
+        # name the disease looked for, not one found
+        found = " ".join(w for c in clauses if "screening" not in c.words for w in c.words)
+        if _MALIGNANCY.found(text) or _MALIGNANCY.found(found):
+            context |= {"malignancy"}
 
         neg_tokens: set[str] = set()
         for c in clauses:
@@ -421,8 +433,11 @@ class CodeMatcher:
                         suppressed.add(h.row)
                 prefix = ("family", "history", "of") if c.family else ("personal", "history", "of")
                 past = tuple(w for w in c.words if w not in ("acute", "recent", "current", "active"))
+                # a history code that explains nothing the clause says ("quit 10 years ago" is no
+                # "personal history of other specified conditions") is no answer
+                own = {idx.vocab[t] for t in tokenize(" ".join(past)) if t in idx.vocab and t not in HISTORY_WORDS}
                 hits = [h for h in self._search(prefix + past, group=DX, extra=extra, encounter=encounter, limit=60)
-                        if _is_history(idx, h.row)]
+                        if _is_history(idx, h.row) and h.matched & own]
                 codes = []
                 for h in hits[:3]:
                     top = h is hits[0] and h.score >= 0.5
@@ -714,7 +729,8 @@ class CodeMatcher:
         return out
 
     def _in_context(self, hits: list[Hit], context: frozenset[str]) -> list[Hit]:
-        """Chapter 15 codes need a pregnancy, chapter 16 codes a newborn, Z38 a birth:
+        """Chapter 15 codes need a pregnancy, chapter 16 codes a newborn, Z38 a birth, S and T
+        codes an injury or poisoning, C codes a malignancy:
         without one in the text they fall behind the other codes."""
         out = []
         for h in hits:
@@ -746,6 +762,8 @@ class CodeMatcher:
                 flags |= NEEDS_NEWBORN
             elif key[0] in "ST" and self.index.system[row] == ICD:
                 flags |= NEEDS_INJURY  # an injury or poisoning code for a text that names none falls behind
+            elif key[0] == "C" and self.index.system[row] == ICD:
+                flags |= NEEDS_MALIGNANCY  # a cancer for a text that names none ("a polyp in the sigmoid colon")
             if SIDES.intersection(t for t, _ in self.index.titles[row]):
                 flags |= TITLE_SIDED
             if "congenital" in title:
