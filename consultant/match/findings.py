@@ -57,7 +57,7 @@ _SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
 # ... and at what a test found: "screening colonoscopy found a polyp" is the screening and
 # the polyp (guideline I.C.21.c.5), "CT showed no bleed" a test and a negated finding.
 _CLAUSE = re.compile(
-    r"(,|\b(?:but|however|although|though|whereas|except|(?<!not )found|showed|shows|revealed|reveals"
+    r"(,|\b(?:but|however|although|though|whereas|except|(?<!not )(?<!bacilli )found|showed|shows|revealed|reveals"
     r"|demonstrated|demonstrates)\b)",
     re.IGNORECASE,
 )
