@@ -45,6 +45,10 @@ def test_two_codes_in_two_forms():
         "T2DM on insulin",
         "T1DM with hypoglycemia",
         "H1N1 influenza",
+        "my zip is 62704?",
+        "patient weighs 12345",
+        "G2P1 at 32 weeks",
+        "G3P2012, postpartum",
     ],
 )
 def test_no_false_positives(text):
@@ -54,3 +58,8 @@ def test_no_false_positives(text):
 @given(st.dates())
 def test_dates_are_never_codes(d):
     assert keys(f"seen on {d.isoformat()} and {d.month}/{d.day}/{d.year}") == []
+
+
+@pytest.mark.parametrize("text", ["what is 62311", "what's 99213?", "62311 still valid?", "62311 deleted?"])
+def test_a_short_question_about_one_five_digit_number_asks_about_a_cpt_code(text):
+    assert [m.system for m in find_mentions(text)] == ["CPT"]

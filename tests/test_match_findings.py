@@ -105,3 +105,10 @@ def test_an_organism_after_due_to_is_a_finding_of_its_own():
 def test_what_a_test_found_is_a_clause_of_its_own():
     assert [w for w, *_ in clauses("Screening colonoscopy found a polyp in the sigmoid colon.")][1].endswith("colon")
     assert clauses("low platelet count, cause not found yet")[0][0].startswith("thrombocytopenia")
+
+
+def test_dates_and_record_numbers_are_no_findings():
+    assert not any(ch.isdigit() for words, *_ in clauses("seen 03/14/2024, MRN 12345678") for ch in words)
+    assert "80 89" in clauses("Burn involving 80-89 percent of body surface")[0][0]  # a range is no date
+    assert clauses("DOB 01/02/1960 type 2 diabetes")[0][0].startswith("type 2 diabetes")
+    assert "140" in clauses("BP 140/90, hypertension")[0][0]  # a blood pressure is not a date

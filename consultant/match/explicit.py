@@ -8,9 +8,10 @@ record numbers and doses do not look like codes:
   optional dot and up to four more; a bare 3-character token must have a digit
   or an ICD letter pattern (I5A), and words such as "ICD10" or "ICD-10-CM"
   are never codes.
-- CPT: five digits (or four digits and F/T/U), only after the word CPT or when
-  no other number pattern explains them (not a ZIP after a state, not part of
-  a phone number or date).
+- CPT: five digits (or four digits and F/T/U), when the text names a code
+  (CPT, code, billing) or is a short question about that one number ("what is
+  62311?"), and no other number pattern explains them (not a ZIP after a
+  state, not part of a phone number or date).
 - HCPCS Level II: a letter A-V and four digits (J3301), upper or lower case.
 - ICD-10-PCS: seven characters of digits and letters (no I or O) with at
   least one digit, in capitals or after the word PCS.
@@ -35,7 +36,8 @@ _NOT_CODE_WORDS = {"icd", "icd9", "icd10", "icd11", "cpt", "pcs", "hcpcs"}
 # diabetes types and influenza strains.
 _ABBREVIATIONS = {"t2dm", "t1dm", "t2d", "t1d", "h1n1", "h3n2", "h5n1", "h7n9"}
 _UNITS = re.compile(r"^\s*(?:mg|mcg|ml|g|kg|lb|lbs|units?|iu|mmhg|%|cc|mm|cm|hrs?|hours?|days?|weeks?)\b", re.IGNORECASE)
-_ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|zip|zip code|postal code)\s*$", re.IGNORECASE)
+# A state is written in capitals ("IL 62704"); "is 62311" is a question
+_ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|(?i:zip|zip code|postal code))\s*$")
 _NUMBER_CONTEXT = re.compile(
     r"(?:mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|zip|dob|npi|ssn|#)\W{0,3}$", re.IGNORECASE
 )
@@ -90,6 +92,8 @@ def find_mentions(text: str) -> list[Mention]:
         raw = match.group(0)
         if (head + tail).lower() in _NOT_CODE_WORDS | _ABBREVIATIONS or head.lower() in ("icd",):
             continue
+        if re.fullmatch(r"[Gg]\d{1,2}[Pp]\d{1,4}", raw):  # gravida and para (G2P1, G3P2012)
+            continue
         if not head[1].isdigit():
             continue
         if re.fullmatch(r"[A-Za-z]\d{2}", head) is None and not tail and not re.fullmatch(r"[A-Za-z]\d[A-Za-z]", head):
@@ -116,11 +120,26 @@ def find_mentions(text: str) -> list[Mention]:
         if _UNITS.match(after):
             continue
         hinted = bool(re.search(r"\bcpt\b", before, re.IGNORECASE))
-        if not hinted and not _CPT_HINT.search(text):
+        if not hinted and not _CPT_HINT.search(text) and not _short_question(text, raw):
             continue
         add(Mention(raw, raw.upper(), "CPT", match.start(), hinted), match.end())
 
     return sorted(found.values(), key=lambda m: m.start)
+
+
+_WORD = re.compile(r"[A-Za-z']+")
+_ASKING = frozenset(
+    "what what's whats mean means meaning valid deleted replaced billable description describe".split()
+)
+_OTHER_NUMBERS = re.compile(r"\b(?:zip|postal|phone|mrn|account|member|claim|room|ssn|npi|dob|weighs?|lbs?)\b", re.IGNORECASE)
+
+
+def _short_question(text: str, number: str) -> bool:
+    """ "What is 62311?", "99213 still valid?": a few words about one five-digit number
+    ask about a code, though no word says CPT."""
+    words = [w.lower() for w in _WORD.findall(text.replace(number, " "))]
+    asked = "?" in text or bool(_ASKING.intersection(words))
+    return asked and len(_FIVE.findall(text)) == 1 and len(words) <= 6 and not _OTHER_NUMBERS.search(text)
 
 
 def icd_display(key: str) -> str:

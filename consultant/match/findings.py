@@ -133,8 +133,16 @@ _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
 _DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.IGNORECASE)
 
 
+# Dates and record numbers say when and whose, never what: their digits are no words of a
+# title ("seen 03/14/2024" is not "14 weeks gestation"; "2024" no COVID-19).
+_DATE = re.compile(r"\b(?:\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{1,2}-\d{1,2}-\d{2,4}|\d{4}-\d{1,2}-\d{1,2})\b(?![.\d])")
+_RECORD = re.compile(r"\b(?:mrn|acct|account|record|member|dob|d\.o\.b\.)\s*(?:no\.?|number|#)?\s*:?\s*#?[\w/-]*\d[\w/-]*",
+                     re.IGNORECASE)
+
+
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
+    text = _DATE.sub(" ", _RECORD.sub(" ", text))
     inpatient = bool(INPATIENT.search(text))
     out: list[Clause] = []
     text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
