@@ -12,7 +12,10 @@ suppressed, as negated ones are. Inpatient wording ("admitted", "discharge")
 turns that rule off.
 
 A vaccination "against" or "for" a disease names a disease the patient does
-not have: the clause keeps the immunization and drops the rest.
+not have: the clause keeps the immunization and drops the rest. An organism
+after "due to" or "with" ("UTI due to E. coli") and what a test found
+("screening colonoscopy found a polyp") are clauses of their own; dates and
+record numbers are dropped before anything else.
 
 "History of" and its cousins mark a clause as history: the condition is not
 current, and the history codes (Z85-Z87) are searched instead. A status
@@ -242,7 +245,7 @@ def _drop_prevented(words: list[str]) -> list[str]:
     for i, word in enumerate(words):
         if word not in ("immunization", "immunisation"):
             continue
-        start = i - 2 if tuple(words[i - 2 : i + 1]) == _IMMUNIZATION else i
+        start = i - 2 if i >= 2 and tuple(words[i - 2 : i + 1]) == _IMMUNIZATION else i
         name = start
         while name > 0 and words[name - 1] in _VACCINE_NAMES:
             name -= 1
