@@ -391,3 +391,9 @@ def test_a_screening_and_what_it_found_and_no_cancer_that_was_not_said(matcher):
     assert codes(matcher, "cancer of the sigmoid colon")[0] == "C18.7"
     # a history clause that names nothing codable adds no "other specified" history code
     assert codes(matcher, "Former smoker, quit 10 years ago.") == ["Z87.891"]
+
+
+def test_a_first_infarction_is_never_the_subsequent_code(matcher):
+    assert codes(matcher, "acute inferior wall MI")[0].startswith("I21.1")
+    assert codes(matcher, "STEMI of anterior wall")[0].startswith("I21.0")
+    assert codes(matcher, "subsequent MI within 4 weeks of the first")[0].startswith("I22")

@@ -78,6 +78,7 @@ _MALIGNANCY = Caseless(
     r"\b(cancer\w*|malignan\w*|\w*carcinom\w*|tumou?rs?|neoplas\w*|\w*lymphoma\w*|leuka?emi\w*|\w*melanoma\w*|"
     r"\w*sarcoma\w*|metasta\w*|mets|\w*myeloma\w*|oncolog\w*|\w*blastoma\w*|\w*glioma\w*|seminoma\w*|"
     r"mesothelioma|carcinoid|hodgkin\w*|cll|aml|cml|mds|dcis|nsclc|sclc|hcc|rcc)\b")
+_SUBSEQUENT = Caseless(r"\b(subsequent|recurrent|reinfarction|re-infarction|second|another|repeat|new)\b")
 _INJURY = Caseless(
     r"\b(fractur\w*|broke\w*|break|crack\w*|sprain\w*|strain\w*|twist\w*|roll(?:ed)?|jamm?\w*|lacerat\w*|cut|gash|"
     r"bit(?:e|ten)|burn\w*|scald\w*|contusion|bruis\w*|injur\w*|wound\w*|trauma\w*|fell|fall\w*|dislocat\w*|"
@@ -187,10 +188,11 @@ _NOT_DIABETES_MELLITUS = frozenset({"insipidus", "prediabetes", "gestational", "
 TITLE_READ, TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION = 1, 2, 4, 8  # CodeMatcher._flags
 # What a code needs the text to be about (CodeMatcher._in_context): chapter 15 a pregnancy,
 # chapter 16 and Z38 a newborn, an ICD-10-CM injury or poisoning code (S, T) an injury.
-NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY, NEEDS_MALIGNANCY = 16, 32, 64, 128
-TITLE_NEEDS = NEEDS_PREGNANCY | NEEDS_NEWBORN | NEEDS_INJURY | NEEDS_MALIGNANCY
+# What context a code needs is one of a few, kept as a number in the high four bits
+NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY, NEEDS_MALIGNANCY, NEEDS_SUBSEQUENT = 16, 32, 48, 64, 80
+TITLE_NEEDS = 0xF0
 _NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury",
-          NEEDS_MALIGNANCY: "malignancy"}
+          NEEDS_MALIGNANCY: "malignancy", NEEDS_SUBSEQUENT: "subsequent"}
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.IGNORECASE)
 
 
@@ -360,7 +362,7 @@ class CodeMatcher:
         default_type2 = not _DIABETES_TYPED.found(text) and not _DIABETES_TYPED.found(rewritten)
         context = frozenset(
             name for name, pattern in (("pregnancy", _OBSTETRIC), ("newborn", _PERINATAL), ("congenital", _CONGENITAL),
-                                       ("injury", _INJURY))
+                                       ("injury", _INJURY), ("subsequent", _SUBSEQUENT))
             if pattern.found(text) or pattern.found(rewritten)
         )
         # a screening's own words ("screening colonoscopy": "... for malignant neoplasm of colon")
@@ -730,7 +732,7 @@ class CodeMatcher:
 
     def _in_context(self, hits: list[Hit], context: frozenset[str]) -> list[Hit]:
         """Chapter 15 codes need a pregnancy, chapter 16 codes a newborn, Z38 a birth, S and T
-        codes an injury or poisoning, C codes a malignancy:
+        codes an injury or poisoning, C codes a malignancy, I22 a subsequent infarction:
         without one in the text they fall behind the other codes."""
         out = []
         for h in hits:
@@ -764,6 +766,8 @@ class CodeMatcher:
                 flags |= NEEDS_INJURY  # an injury or poisoning code for a text that names none falls behind
             elif key[0] == "C" and self.index.system[row] == ICD:
                 flags |= NEEDS_MALIGNANCY  # a cancer for a text that names none ("a polyp in the sigmoid colon")
+            elif key.startswith("I22"):
+                flags |= NEEDS_SUBSEQUENT  # an MI within four weeks of another: never the first one
             if SIDES.intersection(t for t, _ in self.index.titles[row]):
                 flags |= TITLE_SIDED
             if "congenital" in title:
