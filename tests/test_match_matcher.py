@@ -397,3 +397,12 @@ def test_a_first_infarction_is_never_the_subsequent_code(matcher):
     assert codes(matcher, "acute inferior wall MI")[0].startswith("I21.1")
     assert codes(matcher, "STEMI of anterior wall")[0].startswith("I21.0")
     assert codes(matcher, "subsequent MI within 4 weeks of the first")[0].startswith("I22")
+
+
+def test_disc_herniation_by_spinal_level_and_ca_beside_an_organ(matcher):
+    assert codes(matcher, "L4-L5 disc herniation")[0] == "M51.26"  # was G93.5, a brain herniation
+    assert codes(matcher, "lumbar disc herniation")[0] == "M51.26"
+    assert codes(matcher, "C5-C6 disc herniation")[0] == "M50.222"
+    assert codes(matcher, "subluxation of L4-L5, initial")[0] == "S33.140A"
+    assert codes(matcher, "breast ca")[0] == "C50.919"
+    assert codes(matcher, "CA 125 elevated")[0] == "R97.1"
