@@ -38,9 +38,9 @@ _ABBREVIATIONS = {"t2dm", "t1dm", "t2d", "t1d", "h1n1", "h3n2", "h5n1", "h7n9"}
 _UNITS = re.compile(r"^\s*(?:mg|mcg|ml|g|kg|lb|lbs|units?|iu|mmhg|%|cc|mm|cm|hrs?|hours?|days?|weeks?)\b", re.IGNORECASE)
 # A state is written in capitals ("IL 62704"); "is 62311" is a question
 _ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|(?i:zip|zip code|postal code))\s*$")
-_NUMBER_CONTEXT = re.compile(
-    r"(?:mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|zip|dob|npi|ssn|#)\W{0,3}$", re.IGNORECASE
-)
+# Words that say a number is something other than a code (a record, a phone, a room, a ZIP)
+_NUMBER_WORDS = "mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|zip|dob|npi|ssn"
+_NUMBER_CONTEXT = re.compile(rf"(?:{_NUMBER_WORDS}|#)\W{{0,3}}$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ _WORD = re.compile(r"[A-Za-z']+")
 _ASKING = frozenset(
     "what what's whats mean means meaning valid deleted replaced billable description describe".split()
 )
-_OTHER_NUMBERS = re.compile(r"\b(?:zip|postal|phone|mrn|account|member|claim|room|ssn|npi|dob|weighs?|lbs?)\b", re.IGNORECASE)
+_OTHER_NUMBERS = re.compile(rf"\b(?:{_NUMBER_WORDS}|postal|weighs?|lbs?)\b", re.IGNORECASE)
 
 
 def _short_question(text: str, number: str) -> bool:

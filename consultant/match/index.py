@@ -107,9 +107,6 @@ class Displays:
     def __getitem__(self, row: int) -> str:
         return self.odd.get(row) or self._derived(row)
 
-    def __len__(self) -> int:
-        return len(self.key)
-
 
 @dataclass
 class Docs:

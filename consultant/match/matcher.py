@@ -187,8 +187,9 @@ _WITHOUT_STOPS = frozenset(
 _NOT_DIABETES_MELLITUS = frozenset({"insipidus", "prediabetes", "gestational", "mother", "newborn", "neonatal"})
 TITLE_READ, TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION = 1, 2, 4, 8  # CodeMatcher._flags
 # What a code needs the text to be about (CodeMatcher._in_context): chapter 15 a pregnancy,
-# chapter 16 and Z38 a newborn, an ICD-10-CM injury or poisoning code (S, T) an injury.
-# What context a code needs is one of a few, kept as a number in the high four bits
+# chapter 16 and Z38 a newborn, an ICD-10-CM injury or poisoning code (S, T) an injury, a
+# C code a malignancy, I22 a subsequent infarction. One of these at most: a number kept in
+# the flags' high four bits.
 NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY, NEEDS_MALIGNANCY, NEEDS_SUBSEQUENT = 16, 32, 48, 64, 80
 TITLE_NEEDS = 0xF0
 _NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury",
@@ -367,8 +368,8 @@ class CodeMatcher:
         )
         # a screening's own words ("screening colonoscopy": "... for malignant neoplasm of colon")
         # name the disease looked for, not one found
-        found = " ".join(w for c in clauses if "screening" not in c.words for w in c.words)
-        if _MALIGNANCY.found(text) or _MALIGNANCY.found(found):
+        unscreened = " ".join(w for c in clauses if "screening" not in c.words for w in c.words)
+        if _MALIGNANCY.found(text) or _MALIGNANCY.found(unscreened):
             context |= {"malignancy"}
 
         neg_tokens: set[str] = set()
