@@ -102,3 +102,8 @@ def test_tokens_are_remembered_within_a_question_only() -> None:
             "type", "2", "diabetes", "kidney", "stone", "type2"]
         assert text_module._REMEMBERED.get() == {"Type 2 diabetes, kidney stones": tuple(again)}
     assert text_module._REMEMBERED.get() is None  # nothing of the question is kept after it
+
+
+def test_a_possessive_matches_a_rule_written_without_it():
+    assert rewrite("De Quervain's") == rewrite("de quervain") == "radial styloid tenosynovitis"
+    assert rewrite("athlete's foot") == "tinea pedis"  # a rule written with the possessive still wins

@@ -406,3 +406,34 @@ def test_disc_herniation_by_spinal_level_and_ca_beside_an_organ(matcher):
     assert codes(matcher, "subluxation of L4-L5, initial")[0] == "S33.140A"
     assert codes(matcher, "breast ca")[0] == "C50.919"
     assert codes(matcher, "CA 125 elevated")[0] == "R97.1"
+
+
+def test_a_refused_vaccine_is_an_immunization_not_carried_out(matcher):
+    assert codes(matcher, "patient refused flu vaccine")[0] == "Z28.21"
+    assert codes(matcher, "pt declined the flu shot today")[0] == "Z28.21"  # was J11.1
+    assert codes(matcher, "mother refused MMR vaccine for the child")[0] == "Z28.82"
+    assert codes(matcher, "got the flu shot")[0] == "Z23"
+
+
+def test_an_intestinal_infection_is_named_with_its_organism(matcher):
+    # an organism after an intestinal condition makes it an infection (A00-A09), not K52.9
+    assert codes(matcher, "gastroenteritis due to E. coli")[0] == "A04.4"
+    assert codes(matcher, "diarrhea due to e. coli")[0] == "A04.4"
+    assert codes(matcher, "gastroenteritis due to norovirus")[0] == "A08.11"
+    assert codes(matcher, "rotavirus gastroenteritis")[0] == "A08.0"
+    assert codes(matcher, "salmonella gastroenteritis")[0] == "A02.0"
+    assert codes(matcher, "UTI due to E. coli")[:2] == ["N39.0", "B96.20"]  # elsewhere the organism is its own code
+
+
+def test_eponyms_lab_shorthand_and_insomnia_caused_by_a_mental_disorder(matcher):
+    assert codes(matcher, "De Quervain's")[0] == "M65.4"  # was E34.51, an inclusion term of androgen insensitivity
+    assert codes(matcher, "De Quervain's thyroiditis")[0] == "E06.1"
+    assert codes(matcher, "low Ca")[0] == "E83.51"  # was CA 125
+    assert codes(matcher, "insomnia due to anxiety")[:2] == ["F51.05", "F41.9"]
+    assert codes(matcher, "insomnia")[0] == "G47.00"
+
+
+def test_a_new_patient_with_an_infarction_is_no_subsequent_infarction(matcher):
+    found = codes(matcher, "new patient with acute MI")
+    assert found[0] == "I21.9" and not any(c.startswith("I22") for c in found)
+    assert codes(matcher, "recurrent MI within 4 weeks")[0].startswith("I22")

@@ -50,6 +50,7 @@ class Clause:
 # the organism ("Pneumonia due to MRSA") is still found by the sentence taken whole.
 _ORGANISM = re.compile(
     r"(?<!colonized)(?<!colonised)(?<!contact)(?<!exposed)(?<!exposure)(?<!carrier)"  # carriers and contacts: Z20, Z22
+    r"(?<!enteritis)(?<!colitis)(?<!diarrhea)(?<!diarrhoea)"  # an intestinal infection is named with its organism (A04)
     r"\s+(?:due\s+to|caused\s+by|secondary\s+to|from|with|positive\s+for)\s+(?=(?:an?\s+|the\s+)?(?:"
     r"e\.?\s?coli|escherichia|mrsa|mssa|staph|staphylococc\w*|strep|streptococc\w*|group\s+[ab]\s+strep\w*|gbs|"
     r"pseudomonas|klebsiella|proteus|enterococc\w*|h\.?\s?pylori|helicobacter|haemophilus|h\.?\s?flu|"
@@ -71,7 +72,7 @@ _CLAUSE = re.compile(
 QUALIFIER_WORDS = frozenset(
     """left right bilateral both unilateral mild moderate severe profound acute chronic subacute recurrent
     intermittent persistent episodic primary secondary localized localised generalized generalised unspecified nos
-    simple complicated uncomplicated type stage grade i ii iii iv v 1 2 3 4 5 3a 3b initial subsequent sequela
+    episode episodes simple complicated uncomplicated type stage grade i ii iii iv v 1 2 3 4 5 3a 3b initial subsequent sequela
     encounter closed open displaced nondisplaced site sites part parts region multiple single upper lower limb
     limbs leg legs arm arms hand hands foot feet knee knees hip hips shoulder shoulders elbow elbows wrist wrists
     ankle ankles thigh thighs forearm forearms finger fingers toe toes heel heels back neck head face trunk pelvis
@@ -132,6 +133,17 @@ _TITLE_WORDING = _phrases(
 _STATUS = _phrases(("presence", "of"), ("acquired", "absence"), ("old", "myocardial", "infarction"))
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.IGNORECASE)
+# ... but a patient sent home from the emergency department or a clinic was an outpatient
+_ADMITTED = re.compile(r"\b(admitted|admission|inpatient|hospital course)\b", re.IGNORECASE)
+_OUTPATIENT = re.compile(r"\b(?:ED|ER)\b|\b(?i:emergency (?:department|room)|urgent care|clinic|office visit|outpatient)\b")
+# Where a note was written, or who asks ("ED note:", "Derm:", "Coder q:"), names no condition:
+# "ED" is no erectile dysfunction there, "q" no Q fever.
+_LABEL = re.compile(
+    r"(?:^|(?<=[.;\n]))\s*(?:ED|ER|(?i:urgent care|clinic|office|inpatient|outpatient|derm|dermatology|cardiology|"
+    r"cardio|ortho|orthopedics|peds|pediatrics|ob|ob/gyn|gyn|psych|psychiatry|neuro|neurology|onc|oncology|pulm|"
+    r"nephrology|endo|ophtho|pcp|telehealth|hpi|cc|chief complaint|coder|coding|coder question|coding question|"
+    r"coder q|coding q|question|q))(?i:\s+(?:note|visit|triage|consult|follow-up|f/u))?\s*:(?=\s)"
+)
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
 _DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.IGNORECASE)
 
@@ -146,7 +158,8 @@ _RECORD = re.compile(r"\b(?:mrn|acct|account|record|member|dob|d\.o\.b\.)\s*(?:n
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
     text = _DATE.sub(" ", _RECORD.sub(" ", text))
-    inpatient = bool(INPATIENT.search(text))
+    inpatient = bool(INPATIENT.search(text)) and (bool(_ADMITTED.search(text)) or not _OUTPATIENT.search(text))
+    text = _LABEL.sub(" ", text)
     out: list[Clause] = []
     text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
     text = _ORGANISM.sub(", ", text)
@@ -237,11 +250,19 @@ _VACCINE_NAMES = frozenset(
 )
 
 
+# A vaccine someone turned down is an immunization not carried out (Z28.2-), not one given
+# (Z23); turned down by a parent or carer, it is the caregiver's refusal (Z28.82).
+_REFUSED = frozenset({"refused", "refuses", "refusing", "refusal", "declined", "declines", "declining"})
+_CARER = frozenset({"parent", "parents", "mother", "father", "mom", "dad", "guardian", "caregiver", "carer"})
+_NOT_GIVEN = ("immunization", "not", "carried", "out", "because", "of")
+
+
 def _drop_prevented(words: list[str]) -> list[str]:
     """ "Vaccination against influenza", "vaccine for shingles", "hepatitis B vaccine":
     the disease an immunization is for is one the patient does not have, and coding it
     would report that disease. What follows "against" or "for" is dropped with the rest
-    of the clause, and a vaccine's name just before it."""
+    of the clause, and a vaccine's name just before it. A refused vaccine is one not
+    carried out, and the clause says so in the words of the Z28.2- titles."""
     for i, word in enumerate(words):
         if word not in ("immunization", "immunisation"):
             continue
@@ -250,6 +271,10 @@ def _drop_prevented(words: list[str]) -> list[str]:
         while name > 0 and words[name - 1] in _VACCINE_NAMES:
             name -= 1
         tail = words[i + 1 :]
+        if refused := _REFUSED.intersection(words):
+            who = ("caregiver",) if _CARER.intersection(words) else ("patient",)
+            kept = [w for w in words[:name] if w not in refused and w not in _CARER and w != "patient"]
+            return [*kept, *_NOT_GIVEN, *who, "refusal"]
         prevented = bool(tail) and tail[0] in _PREVENTS
         if name == start and not prevented:
             return words  # no disease named: as written ("immunization not carried out")
@@ -329,8 +354,12 @@ def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
 
 
 def _is_qualifier(words: list[str], i: int) -> bool:
-    # "not intractable", "not specified", "not elsewhere classified" are title wording
+    # "not intractable", "not specified", "not elsewhere classified" are title wording, and so is an
+    # "acquired absence of" a limb (an amputation, Z89) or a "congenital absence of" one (Q71-Q73)
     nxt = words[i + 1] if i + 1 < len(words) else ""
+    before = words[i - 1] if i else ""
+    if words[i] == "absence":
+        return before in ("acquired", "congenital")
     return words[i] == "not" and nxt in ("intractable", "specified", "elsewhere", "stated", "applicable", "otherwise")
 
 

@@ -36,7 +36,7 @@ import re
 import sys
 import tempfile
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -361,7 +361,7 @@ def _write_cache(index: CodeIndex, path: Path) -> None:
         log.warning("could not write match index cache %s: %s", path, exc)
 
 
-def _read_rows(engine: Engine) -> list[dict[str, Any]]:
+def _read_rows(engine: Engine) -> Iterator[dict[str, Any]]:
     from sqlalchemy import select
 
     from consultant.models import Code
@@ -370,17 +370,21 @@ def _read_rows(engine: Engine) -> list[dict[str, Any]]:
         Code.system, Code.code, Code.display, Code.official, Code.short, Code.plain, Code.billable,
         Code.parent, Code.status, Code.change, Code.replaced_by, Code.notes, Code.release, Code.kind,
     ]
+    # Streamed: the table as a list of dicts, notes parsed, held 475 MB at once.
     with engine.connect() as conn:
-        result = conn.execute(select(*cols).order_by(Code.system, Code.code))
-        return [dict(r._mapping) for r in result]
+        result = conn.execution_options(yield_per=5_000).execute(select(*cols).order_by(Code.system, Code.code))
+        for r in result:
+            yield dict(r._mapping)
 
 
 # ---------------------------------------------------------------- building
 
 
-def build_index(rows: list[dict[str, Any]]) -> CodeIndex:
+def build_index(rows: Iterable[dict[str, Any]]) -> CodeIndex:
+    """The index of `rows` (the code table's columns by name), read once, in order."""
     index = CodeIndex()
-    notes_by_row: list[dict[str, Any]] = []
+    # of a row's notes only its inclusion terms are needed after the row is read
+    inclusions: dict[int, list[str]] = {}
     for r in rows:
         if r.get("kind") in ("chapter", "block"):
             continue
@@ -402,17 +406,18 @@ def build_index(rows: list[dict[str, Any]]) -> CodeIndex:
             index.same_key[key] = (*index.same_key.get(key, (index.by_key[key],)), row)
         else:
             index.by_key[key] = row
-        notes_by_row.append(r.get("notes") or {})
+        notes = _note_lists(r.get("notes") or {})
+        _read_notes(index, row, notes)
+        if notes.get("inclusion"):
+            inclusions[row] = notes["inclusion"]
     for row in range(len(index.key)):
         parent = index.parent[row]
         if parent:
             prow = index.row(index.system[row], parent)
             if prow is not None:
                 index.children.setdefault(prow, []).append(row)
-    for row, notes in enumerate(notes_by_row):
-        _read_notes(index, row, notes)
     _build_families(index)
-    _build_docs(index, notes_by_row)
+    _build_docs(index, inclusions)
     # the title words the matcher checks (sides, "unspecified ...") for any row;
     # a searched word has the same number as in `vocab`
     ids = dict(index.vocab)
@@ -470,8 +475,7 @@ def _range_prefixes(first: str, last: str) -> list[str]:
     return []
 
 
-def _read_notes(index: CodeIndex, row: int, notes: dict[str, Any]) -> None:
-    lists = _note_lists(notes)
+def _read_notes(index: CodeIndex, row: int, lists: dict[str, list[str]]) -> None:
     if lists.get("excludes1"):
         index.excludes1[row] = _code_refs(lists["excludes1"])
     if lists.get("use_additional"):
@@ -661,25 +665,32 @@ def _next_word(pieces: list[str], p_index: int, piece_words: list[str], k: int) 
     return following[0] if following else ""
 
 
-def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
-    raw_docs: list[tuple[int, list[tuple[str, int]], bool]] = []
+def _build_docs(index: CodeIndex, inclusions: dict[int, list[str]]) -> None:
+    # Every document is held until the words' frequencies are known: kept as one shared
+    # string per word and the roles as bytes, not a tuple per word (160 -> 50 MB at the peak).
+    raw_docs: list[tuple[int, tuple[str, ...], bytes, bool]] = []
+    shared: dict[str, str] = {}
+
+    def add(target: int, toks: list[tuple[str, int]], alias: bool) -> None:
+        raw_docs.append((target, tuple(shared.setdefault(t, t) for t, _ in toks), bytes(r for _, r in toks), alias))
+
     for row in range(len(index.key)):
         if not index.billable[row] or index.status[row] != "valid" or row in index.family_of:
             continue
         if index.system[row] not in SEARCHED_SYSTEMS:
             continue
-        raw_docs.append((row, _with_ancestors(index, row, title_roles(index.official[row])), False))
-        for term in _note_lists(notes_by_row[row]).get("inclusion", []):
-            raw_docs.append((row, title_roles(term), True))
+        add(row, _with_ancestors(index, row, title_roles(index.official[row])), False)
+        for term in inclusions.get(row, ()):
+            add(row, title_roles(term), True)
     for row in range(len(index.key)):
         # "Hypo-osmolality and hyponatremia": either word names the code, so the
         # pair is also indexed the other way round
         title = index.official[row]
         pair = re.fullmatch(r"\s*([A-Za-z\-]+) and ([A-Za-z\-]+)\s*", title)
         if pair and index.billable[row] and index.status[row] == "valid" and row not in index.family_of:
-            raw_docs.append((row, title_roles(f"{pair.group(2)} and {pair.group(1)}"), True))
+            add(row, title_roles(f"{pair.group(2)} and {pair.group(1)}"), True)
     for fam, family in enumerate(index.families):
-        raw_docs.append((-(fam + 1), _with_ancestors(index, family.members[0], title_roles(family.title)), False))
+        add(-(fam + 1), _with_ancestors(index, family.members[0], title_roles(family.title)), False)
     # A header's inclusion terms are synonyms of its title: each billable
     # descendant gets the term plus the words its own title adds (right,
     # left, unspecified, "with ..."), so "Fracture of wrist NOS" under S62.10
@@ -688,7 +699,7 @@ def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
     for row in range(len(index.key)):
         if index.billable[row] or index.system[row] != ICD or index.status[row] != "valid":
             continue
-        terms = _note_lists(notes_by_row[row]).get("inclusion", [])
+        terms = inclusions.get(row, ())
         if not terms:
             continue
         targets: dict[int, str] = {}
@@ -710,33 +721,33 @@ def _build_docs(index: CodeIndex, notes_by_row: list[dict[str, Any]]) -> None:
             own = {t for t, _ in term_roles}
             for target, title in targets.items():
                 extra = [(t, r) for t, r in title_roles(title) if t not in header and t not in own]
-                raw_docs.append((target, term_roles + extra, True))
+                add(target, term_roles + extra, True)
 
     df: dict[str, dict[str, int]] = {DX: {}, PX: {}}
-    for target, toks, _ in raw_docs:
+    for target, tokens, _, _ in raw_docs:
         counts = df[_group(index, target)]
-        for t, _ in toks:
+        for t in tokens:
             counts[t] = counts.get(t, 0) + 1
     for counts in df.values():
         _ids(index, list(counts))
     for group, counts in df.items():
-        n = max(1, sum(1 for target, _, _ in raw_docs if _group(index, target) == group))
+        n = max(1, sum(1 for target, _, _, _ in raw_docs if _group(index, target) == group))
         index.idf[group] = [math.log(1 + n / (1 + counts.get(t, 0))) for t in index.vocab]
         index.postings[group] = [array("i") for _ in index.vocab]
     absent: dict[int, set[str]] = {}
-    for target, toks, alias in raw_docs:
-        if not toks:
+    for target, tokens, packed_roles, alias in raw_docs:
+        if not tokens:
             continue
         group = _group(index, target)
         idf = index.idf[group]
-        ids = [index.vocab[t] for t, _ in toks]
-        roles = [role for _, role in toks]
+        ids = [index.vocab[t] for t in tokens]
+        roles = list(packed_roles)
         cost = sum(idf[i] * ROLE_COST[r] for i, r in zip(ids, roles))
         doc_id = index.docs.add(target, ids, roles, cost, alias)
         for i in ids:
             index.postings[group][i].append(doc_id)
         if alias:
-            without = {t for t, role in toks if role == WITHOUT}
+            without = {t for t, role in zip(tokens, roles) if role == WITHOUT}
             if without:
                 absent.setdefault(target, set()).update(without)
     index.said_absent = {target: frozenset(ts) for target, ts in absent.items()}

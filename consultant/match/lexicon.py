@@ -137,8 +137,11 @@ class Lexicon:
 
 @lru_cache(maxsize=8192)  # asked again at every comparison of a rule with a word
 def _singulars(word: str) -> tuple[str, ...]:
-    """ "blisters" matches a rule written for "blister" ("fever blisters on the lip")."""
-    if len(word) <= 3 or not word.endswith("s") or word.endswith(("ss", "us", "is", "'s")):
+    """ "blisters" matches a rule written for "blister" ("fever blisters on the lip"), and a
+    possessive one written without it ("de Quervain's" for "de quervain")."""
+    if word.endswith("'s"):
+        return (word[:-2],)
+    if len(word) <= 3 or not word.endswith("s") or word.endswith(("ss", "us", "is")):
         return ()
     return (word[:-1], word[:-2]) if word.endswith("es") else (word[:-1],)
 

@@ -78,7 +78,12 @@ _MALIGNANCY = Caseless(
     r"\b(cancer\w*|malignan\w*|\w*carcinom\w*|tumou?rs?|neoplas\w*|\w*lymphoma\w*|leuka?emi\w*|\w*melanoma\w*|"
     r"\w*sarcoma\w*|metasta\w*|mets|\w*myeloma\w*|oncolog\w*|\w*blastoma\w*|\w*glioma\w*|seminoma\w*|"
     r"mesothelioma|carcinoid|hodgkin\w*|cll|aml|cml|mds|dcis|nsclc|sclc|hcc|rcc)\b")
-_SUBSEQUENT = Caseless(r"\b(subsequent|recurrent|reinfarction|re-infarction|second|another|repeat|new)\b")
+# A subsequent infarction (I22) is named so, or is an infarction called "new", "second" ... itself:
+# "new patient with acute MI" is a first one.
+_SUBSEQUENT = Caseless(
+    r"\b(?:subsequent|reinfarction|re-infarction|(?:recurrent|second|another|repeat|new)\s+(?:(?!patient|pt|with|of)[a-z-]+\s+){0,3}?"
+    r"(?:mi|myocardial|infarction|infarct|stemi|nstemi|heart\s+attack))\b"
+)
 _INJURY = Caseless(
     r"\b(fractur\w*|broke\w*|break|crack\w*|sprain\w*|strain\w*|twist\w*|roll(?:ed)?|jamm?\w*|lacerat\w*|cut|gash|"
     r"bit(?:e|ten)|burn\w*|scald\w*|contusion|bruis\w*|injur\w*|wound\w*|trauma\w*|fell|fall\w*|dislocat\w*|"
