@@ -437,3 +437,62 @@ def test_a_new_patient_with_an_infarction_is_no_subsequent_infarction(matcher):
     found = codes(matcher, "new patient with acute MI")
     assert found[0] == "I21.9" and not any(c.startswith("I22") for c in found)
     assert codes(matcher, "recurrent MI within 4 weeks")[0].startswith("I22")
+
+
+def test_a_setting_or_a_question_label_names_no_condition(matcher):
+    # "ED" is the emergency department in a note, not erectile dysfunction; "q" is no Q fever
+    found = codes(matcher, "ED note: 52M with chest pain, r/o MI. Serial troponins and ECG normal; discharged home.")
+    assert found[0] == "R07.9" and not any(c.startswith(("F52", "N52", "I21")) for c in found)
+    assert not any(c.startswith("A78") for c in codes(matcher, "Coder q: chest pain, what do I code?"))
+    assert codes(matcher, "pt with ED on sildenafil")[0] in ("F52.21", "N52.9")
+    # a code-shaped word of no category is no code: "C1D1" is cycle 1, day 1
+    found = codes(matcher, "C1D1 of FOLFOX for adenocarcinoma of the sigmoid colon")
+    assert found[0] == "Z51.11" and "C18.7" in found and not any("." in c and c.startswith("C1D") for c in found)
+
+
+def test_a_drug_beside_poisoning_or_an_adverse_effect_is_named_by_its_class(matcher):
+    assert codes(matcher, "accidentally took too much Tylenol, ED visit")[0] == "T39.1X1A"
+    assert codes(matcher, "intentional overdose of oxycodone")[0] == "T40.2X2A"
+    assert codes(matcher, "warfarin toxicity")[0] == "T45.515A"
+    found = codes(matcher, "dry cough attributed to lisinopril (adverse effect)")
+    assert {"R05.9", "T46.4X5A"} & set(found[:2]) and "T46.4X5A" in found[:2]
+    # without such a word the drug is its long-term use
+    assert codes(matcher, "on warfarin for afib")[0] == "Z79.01"
+    assert codes(matcher, "on oxycodone for chronic back pain")[0] == "Z79.891"
+
+
+def test_a_past_infarct_is_the_old_infarct_and_a_later_clause_of_the_past_stays_its_own(matcher):
+    found = codes(matcher, "CAD of native vessels, s/p MI 2 years ago with stenting.")
+    assert {"I25.10", "I25.2", "Z95.5"} <= set(found[:6]) and not any(c.startswith(("I21", "I22", "Z86")) for c in found)
+    assert codes(matcher, "MI 3 days ago")[0] == "I21.9"  # days ago is still now
+    assert codes(matcher, "broke my arm 2 weeks ago")[0].startswith("S42")
+
+
+def test_status_amputations_and_what_a_negation_implies(matcher):
+    assert codes(matcher, "s/p left BKA")[0] == "Z89.512"  # "acquired absence" is no negation
+    assert codes(matcher, "congenital absence of right hand")[0].startswith("Q71")
+    found = codes(matcher, "alcohol dependence in withdrawal, tremor, no hallucinations, no delirium")
+    assert found[0] == "F10.239" and "F10.232" not in found and "F10.231" not in found
+    found = codes(matcher, "DM2 on insulin after a hypoglycemic episode at home. Never lost consciousness.")
+    assert "E11.649" in found and "E11.641" not in found
+    assert codes(matcher, "pneumonia ruled out clinically") == []
+
+
+def test_the_code_that_says_more_is_reported_over_an_unspecified_one_of_its_category(matcher):
+    assert codes(matcher, "anxiety dx: GAD")[0] == "F41.1"
+    assert codes(matcher, "MDD, recurrent episode, moderate")[0] == "F33.1"
+    assert codes(matcher, "MDD")[0] == "F32.9"
+
+
+def test_lay_wording_of_round_seven(matcher):
+    assert codes(matcher, "BPPV right ear")[0] == "H81.11"
+    assert codes(matcher, "IBS-D flare")[0] == "K58.0"
+    assert codes(matcher, "sigmoid diverticulitis, no abscess, no bleeding")[0] == "K57.32"
+    assert codes(matcher, "stage 3 bedsore on the sacrum")[0] == "L89.153"
+    assert codes(matcher, "anterior STEMI, LAD occlusion")[0] == "I21.02"
+    assert codes(matcher, "recovering alcoholic, sober 3 years")[0] == "F10.21"
+    assert codes(matcher, "depressed since the baby was born 6 weeks ago")[0] == "F53.0"
+    assert codes(matcher, "baby born with right clubfoot")[0] == "Q66.01"
+    assert codes(matcher, "Presbyacusis")[0] == "H91.10"
+    assert codes(matcher, "Normal delivery")[0] == "O80"
+    assert codes(matcher, "Perinatal icterus of prematurity")[0] == "P59.0"

@@ -111,11 +111,15 @@ UNCERTAIN = _phrases(
     ("cannot", "exclude"), ("can't", "exclude"), ("query",), ("presumed",), ("versus",), ("differential",),
     ("working", "diagnosis"), ("consistent", "with"), ("compatible", "with"),
 )
-HISTORY = _phrases(
+_LEADING_HISTORY = (
     ("history", "of"), ("hx", "of"), ("h", "o"), ("past", "history"), ("previous",), ("previously",), ("prior",),
-    ("years", "ago"), ("year", "ago"), ("months", "ago"), ("treated", "for"), ("in", "the", "past"),
-    ("no", "recurrence"), ("remote",), ("childhood",), ("personal", "history"),
+    ("treated", "for"), ("remote",), ("childhood",), ("personal", "history"),
 )
+HISTORY = _phrases(*_LEADING_HISTORY, ("ago",), ("in", "the", "past"),
+                   ("no", "recurrence"))
+# "History of A, B and C" makes the clauses after it history too; "MI 2 years ago" only its own
+# ("CAD of native vessels, s/p MI 2 years ago": the CAD is current).
+LEADING_HISTORY = _phrases(*_LEADING_HISTORY)
 FAMILY = _phrases(
     ("family", "history"), ("mother", "had"), ("father", "had"), ("mom", "had"), ("dad", "had"), ("sister", "had"),
     ("brother", "had"), ("mother", "has"), ("father", "has"), ("mother's",), ("father's",),
@@ -168,7 +172,8 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
         sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]
         after_label, labelled = labelled, bool(sentence_words) and set(sentence_words) <= _ONLY_CONFIRMING | {"final", "and", "plan", "a", "p"}
         family = _has(sentence_words, FAMILY)
-        history_sentence = _has(sentence_words, HISTORY) and not _has(sentence_words, _NOW)
+        now = _has(sentence_words, _NOW)
+        history_open = False  # a leading history cue was met earlier in this sentence
         sentence_negated = False
         for part in _merge_qualifiers(sentence, lexicon):
             words, evidence = lexicon.rewrite(part)
@@ -182,7 +187,11 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 elif sentence_negated and _continues_negation(piece):
                     negated = True
                 uncertain = _has(piece, UNCERTAIN) and not inpatient and not title_like
-                history = (history_sentence or _has(piece, HISTORY)) and not negated and not _has(piece, _STATUS)
+                past = (history_open or _has(piece, HISTORY)) and not negated
+                history_open = history_open or (_has(piece, LEADING_HISTORY) and not now)
+                if past and not family and _has(piece, _INFARCTION):
+                    piece = _healed_infarction(piece)
+                history = past and not _has(piece, _STATUS)
                 content = tuple(w for w in piece if w not in _ONLY_CONFIRMING)
                 stated = after_label or bool(set(piece) & _ONLY_CONFIRMING) or bool(_DIAGNOSIS_LEAD.match(sentence))
                 if not content:
@@ -203,6 +212,22 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     return out
 
 
+_INFARCTION = _phrases(("myocardial", "infarction"),)
+
+
+def _healed_infarction(words: list[str]) -> list[str]:
+    """ "History of MI", "s/p MI 2 years ago": a past heart attack is the old infarction
+    (I25.2), a current status, not a personal history code (Z86.7- names strokes)."""
+    out: list[str] = []
+    for i, word in enumerate(words):
+        if word == "acute":
+            continue
+        if word == "myocardial" and words[i + 1 : i + 2] == ["infarction"] and out[-1:] != ["old"]:
+            out.append("old")
+        out.append(word)
+    return out
+
+
 _NUMBER_WORDS = frozenset("a an one two three four five six seven eight nine ten several few couple many".split())
 _DURATION_CUES = frozenset({"for", "x", "past", "last", "over", "about", "nearly", "almost", "since"})
 _DURATION_UNITS = frozenset(
@@ -210,6 +235,7 @@ _DURATION_UNITS = frozenset(
 )
 
 
+_RECENT_UNITS = frozenset("minute minutes min mins hour hours hr hrs day days week weeks wk wks".split())
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _YEAR_CUES = frozenset({"in", "since", "from", "during", "until", "of", "back"})
 
@@ -227,7 +253,8 @@ def _drop_durations(words: list[str]) -> list[str]:
         if (w.isdigit() or w in _NUMBER_WORDS) and nxt in _DURATION_UNITS and cued:
             if out and out[-1] in _DURATION_CUES:
                 out.pop()
-            i += 2
+            # months or years "ago" are the past (a history cue); days or weeks ago still now
+            i += 3 if after == "ago" and nxt in _RECENT_UNITS else 2
             continue
         if _YEAR.fullmatch(w) and out and out[-1] in _YEAR_CUES:
             out.pop()  # "in 2019", "since 2015": when, not what (COVID-19's title says 2019)
@@ -320,7 +347,8 @@ def _continues_negation(piece: list[str]) -> bool:
 _COPULA = frozenset({"was", "is", "were", "are", "been", "be", "being"})
 _AFTER_FILLER = frozenset(
     """on by at in with the a an biopsy imaging ct mri xray x ray scan exam examination ultrasound echo today
-    testing test tests labs lab workup culture cultures cytology pathology""".split()
+    testing test tests labs lab workup culture cultures cytology pathology clinically radiographically
+    now currently""".split()
 )
 
 

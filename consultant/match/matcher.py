@@ -125,6 +125,9 @@ NEGATION_IMPLIES = {
     "malignant": (("carcinoma",), ("sarcoma",), ("lymphoma",), ("leukemia",), ("metastatic",)),
     "hemorrhage": (("bleeding",),),
     "stroke": (("cerebral", "infarction"),),
+    "hallucination": (("perceptual", "disturbance"),),  # alcohol withdrawal "with perceptual disturbance"
+    "consciousness": (("coma",),),  # "never lost consciousness": no hypoglycemia "with coma"
+    "pyelonephritis": (("infection", "kidney"),),  # no "infections of kidney in pregnancy" (O23.0-)
 }
 _DIABETES_TYPED = Caseless(
     r"\btype\s*(?:1|2|i|ii|one|two)\b|\bt[12]\s*dm\b|\bdm\s*(?:type\s*)?[12]\b|\b(?:n?iddm)\b|\bjuvenile\b|"
@@ -268,8 +271,11 @@ class CodeMatcher:
             row, mention = self._resolve(group)
             if row is None:
                 mention = _preferred(group)
-                if mention.system == ICD and len(mention.key) <= 3 and not re.search(r"\bcode|\bicd", text, re.IGNORECASE):
-                    continue  # a bare word-like token that is not a code: stay quiet
+                if mention.system == ICD and not re.search(r"\bcode|\bicd", text, re.IGNORECASE) and (
+                    len(mention.key) <= 3 or self.index.row(ICD, mention.key[:3]) is None
+                ):
+                    # a bare word-like token, or one of no category ("C1D1", cycle 1 day 1): not a code
+                    continue
                 out.append(self._not_found(mention))
                 continue
             out.extend(self._explicit_row(row, mention))
@@ -619,6 +625,10 @@ class CodeMatcher:
             for cand in cands.values():
                 if idx.key[cand.row] == "Z794":
                     cand.report = False  # insulin use is implied by type 1 diabetes (guideline I.C.4.a.3)
+        if _healed_infarct_only(clauses):
+            # "history of MI" is the old infarct (I25.2), never an acute or subsequent one
+            for row in [r for r in cands if idx.system[r] == ICD and idx.key[r].startswith(("I21", "I22"))]:
+                del cands[row]
         if default_type2:
             for cand in cands.values():
                 if idx.key[cand.row].startswith("E11") and idx.system[cand.row] == ICD:
@@ -862,20 +872,26 @@ class CodeMatcher:
 
     def _dedupe_report(self, ranked: list[_Candidate]) -> None:
         idx = self.index
-        kept: list[int] = []
+        kept: list[_Candidate] = []
         for c in ranked:
             if not c.report:
                 continue
             key = idx.key[c.row]
-            for r in kept:
+            for n, k in enumerate(kept):
+                r = k.row
                 other = idx.key[r]
                 if excluded_together(idx, r, c.row) or (
                     other[:3] == key[:3] and not same_category_allowed(key) and idx.system[r] == idx.system[c.row]
                 ):
-                    c.report = False
+                    if other[:3] == key[:3] and _unspecified(idx.official[r]) and not _unspecified(idx.official[c.row]):
+                        # "anxiety, dx: GAD": the code that says more is reported, not the unspecified one
+                        k.report = False
+                        kept[n] = c
+                    else:
+                        c.report = False
                     break
-            if c.report:
-                kept.append(c.row)
+            else:
+                kept.append(c)
 
     # ------------------------------------------------------------ output
 
@@ -1026,6 +1042,25 @@ def _parts(words: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 _BMI = re.compile(r"\bbmi\b\s*(?:of|is|was|=|:)?\s*(\d{2}(?:\.\d+)?)", re.IGNORECASE)
 _CHILD = re.compile(r"\b(child|pediatric|paediatric|percentile|boy|girl|year-old|years? old|yo)\b", re.IGNORECASE)
+
+
+def _unspecified(title: str) -> bool:
+    return "unspecified" in title.lower()
+
+
+def _healed_infarct_only(clauses: list[Clause]) -> bool:
+    """An old myocardial infarction is said, and no other one."""
+    old = new = False
+    for c in clauses:
+        if c.negated or c.uncertain or c.family:
+            continue
+        for i in range(len(c.words) - 1):
+            if c.words[i] == "myocardial" and c.words[i + 1] == "infarction":
+                if i and c.words[i - 1] == "old":
+                    old = True
+                else:
+                    new = True
+    return old and not new
 
 
 def _bmi_code(text: str) -> str | None:
