@@ -181,7 +181,8 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
             if not words:
                 continue
             title_like = _has(words, _TITLE_WORDING)
-            for piece, negated in ([(words, False)] if title_like else _negation_pieces(words)):
+            pieces = [(words, False)] if title_like else _negation_pieces(words)
+            for piece, negated in [(seg, neg) for whole, neg in pieces for seg in _encounter_and_its_condition(whole)]:
                 if negated:
                     sentence_negated = True
                 elif sentence_negated and _continues_negation(piece):
@@ -213,6 +214,17 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
 
 
 _INFARCTION = _phrases(("myocardial", "infarction"),)
+_TREATMENTS = frozenset({"chemotherapy", "immunotherapy", "radiotherapy", "radiation"})
+
+
+def _encounter_and_its_condition(words: list[str]) -> list[list[str]]:
+    """ "Encounter for antineoplastic chemotherapy for adenocarcinoma of the colon" is two
+    codes, the encounter (Z51.11) and the cancer treated (C18.-): two clauses."""
+    if "encounter" in words:
+        for i in range(len(words) - 2):
+            if words[i] in _TREATMENTS and words[i + 1] == "for":
+                return [words[: i + 1], words[i + 2 :]]
+    return [words]
 
 
 def _healed_infarction(words: list[str]) -> list[str]:
