@@ -496,3 +496,23 @@ def test_lay_wording_of_round_seven(matcher):
     assert codes(matcher, "Presbyacusis")[0] == "H91.10"
     assert codes(matcher, "Normal delivery")[0] == "O80"
     assert codes(matcher, "Perinatal icterus of prematurity")[0] == "P59.0"
+
+
+def test_a_sentence_shares_its_one_side_and_a_repeated_finding_is_one(matcher):
+    assert codes(matcher, "numbness and tingling right hand, carpal tunnel")[0] == "G56.01"
+    assert codes(matcher, "rolled my right ankle playing soccer, sprain, first visit")[0] == "S93.401A"
+    found = codes(matcher, "right knee pain, hypertension")
+    assert found[:2] == ["M25.561", "I10"]
+
+
+def test_pregnancy_words_history_abbreviations_and_bites(matcher):
+    # preeclampsia is itself a pregnancy: its weeks choose the trimester; a newborn's weeks are no Z3A
+    assert codes(matcher, "mild preeclampsia at 34 weeks")[:2] == ["O14.03", "Z3A.34"]
+    assert not any(c.startswith("Z3A") for c in codes(matcher, "baby born at 34 weeks"))
+    assert "Z3A.20" in codes(matcher, "Twin pregnancy at 20 weeks, otherwise normal.")
+    assert codes(matcher, "hx colon cancer s/p resection, no current disease")[0] == "Z85.038"
+    assert codes(matcher, "type 2 diabetic, sugars running really high")[0] == "E11.65"
+    assert codes(matcher, "dog bit my left hand, ER visit")[0] == "S61.452A"
+    assert codes(matcher, "stung by a bee, local reaction, first visit")[0] == "T63.441A"
+    assert codes(matcher, "PAD with claudication in the right leg")[0] == "I70.211"
+    assert codes(matcher, "PAD")[0] == "I73.9"

@@ -27,7 +27,7 @@ history" is kept apart (Z80-Z84).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from consultant.match.lexicon import Lexicon
 
@@ -197,6 +197,14 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 stated = after_label or bool(set(piece) & _ONLY_CONFIRMING) or bool(_DIAGNOSIS_LEAD.match(sentence))
                 if not content:
                     continue
+                prev = out[-1] if out else None
+                if (prev is not None and prev.sentence == number and _repeats(content, prev.words)
+                        and (prev.negated, prev.uncertain, prev.history) == (negated, uncertain, history)):
+                    # "rolled my right ankle playing soccer, sprain, first visit": the sprain said again
+                    # is the same finding; what the repeat adds ("first visit") is said of it
+                    added = tuple(w for w in content if w not in prev.words)
+                    out[-1] = replace(prev, words=prev.words + added, text=f"{prev.text}, {part.strip()}")
+                    continue
                 out.append(
                     Clause(
                         text=part.strip(),
@@ -210,10 +218,37 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                         diagnosis=stated,
                     )
                 )
+        _share_the_side(out, number)
     return out
 
 
+_SIDE_WORDS = frozenset({"left", "right", "bilateral"})
+
+
+def _share_the_side(clauses: list[Clause], sentence: int) -> None:
+    """ "Numbness and tingling right hand, carpal tunnel": a side said once in a sentence is the
+    side of its other findings too (a title without sides ignores it); never a side said of
+    something negated ("Left TM normal"), and never when the sentence names two."""
+    own = [i for i in range(len(clauses) - 1, -1, -1) if clauses[i].sentence == sentence]
+    positive = [i for i in own if not (clauses[i].negated or clauses[i].family)]
+    sides = {w for i in positive for w in clauses[i].words if w in _SIDE_WORDS}
+    if len(sides) != 1 or len(positive) < 2:
+        return
+    (side,) = sides
+    for i in positive:
+        if not _SIDE_WORDS.intersection(clauses[i].words):
+            clauses[i] = replace(clauses[i], words=(*clauses[i].words, side))
+
+
 _INFARCTION = _phrases(("myocardial", "infarction"),)
+# what a repeated finding may add: when, not what
+_ENCOUNTER_WORDS = frozenset("initial subsequent encounter sequela first visit today".split())
+
+
+def _repeats(words: tuple[str, ...], before: tuple[str, ...]) -> bool:
+    """`words` names nothing that `before` did not already name."""
+    named = [w for w in words if w not in _ENCOUNTER_WORDS]
+    return bool(named) and set(named) <= set(before)
 _TREATMENTS = frozenset({"chemotherapy", "immunotherapy", "radiotherapy", "radiation"})
 
 

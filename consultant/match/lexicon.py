@@ -33,7 +33,7 @@ from pathlib import Path
 from consultant.match.text import words
 
 LEXICON_PATH = Path(__file__).with_name("lexicon.tsv")
-TRANSPARENT = frozenset({"left", "right", "bilateral", "both", "lt", "rt"})
+TRANSPARENT = frozenset({"left", "right", "bilateral", "both", "lt", "rt", "really", "very"})
 _RAW_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
 

@@ -62,7 +62,8 @@ _PROCEDURE = Caseless(
     r"\b(cpt|hcpcs|pcs|procedure|surgery|injection|removal|excision|resection|biopsy|colonoscopy|endoscopy|"
     r"replacement|repair|insertion|drainage|x-?ray|mri|ct scan|ultrasound|visit code|e/m|supply|drug code)\b|\w+ectomy\b|\w+otomy\b|\w+plasty\b|\w+scopy\b")
 _PROCEDURE_CODE = Caseless(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b")
-_PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting)\b")
+_PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting|"
+                      r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus)\b")
 _NEWBORN = Caseless(r"\b(newborn|neonat\w*|infant|baby|twin|liveborn|born)\b")
 # Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
 _OBSTETRIC = Caseless(
@@ -625,6 +626,10 @@ class CodeMatcher:
             for cand in cands.values():
                 if idx.key[cand.row] == "Z794":
                     cand.report = False  # insulin use is implied by type 1 diabetes (guideline I.C.4.a.3)
+        if "newborn" in extra and not _PREGNANCY.found(text):
+            # a newborn's weeks are its gestational age (P07.-), never the mother's weeks of gestation (Z3A)
+            for row in [r for r in cands if idx.system[r] == ICD and idx.key[r].startswith("Z3A")]:
+                del cands[row]
         if _healed_infarct_only(clauses):
             # "history of MI" is the old infarct (I25.2), never an acute or subsequent one
             for row in [r for r in cands if idx.system[r] == ICD and idx.key[r].startswith(("I21", "I22"))]:
