@@ -516,3 +516,16 @@ def test_pregnancy_words_history_abbreviations_and_bites(matcher):
     assert codes(matcher, "stung by a bee, local reaction, first visit")[0] == "T63.441A"
     assert codes(matcher, "PAD with claudication in the right leg")[0] == "I70.211"
     assert codes(matcher, "PAD")[0] == "I73.9"
+
+
+def test_a_status_in_a_clause_of_the_past_and_a_family_clause_that_ends(matcher):
+    found = codes(matcher, "Oncology surveillance visit: 63F, right breast cancer treated 6 years ago with right "
+                           "mastectomy and chemo, all treatment completed.")
+    assert {"Z08", "Z90.11", "Z85.3"} == set(found[:3])
+    found = codes(matcher, "Screening colonoscopy, average-risk male, no family history of colon cancer. "
+                           "One 6 mm sigmoid polyp removed.")
+    assert found[:2] == ["Z12.11", "K63.5"] and "Z80.0" not in found
+    assert codes(matcher, "mother had breast cancer, patient has HTN")[:2] == ["I10", "Z80.3"]
+    # an age, a sex and a year in brackets are no words of a title
+    found = codes(matcher, "62F s/p kidney transplant (2019) on tacrolimus, seen for acute sinusitis.")
+    assert {"J01.90", "Z94.0", "Z79.621"} <= set(found[:3])

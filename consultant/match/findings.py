@@ -134,6 +134,8 @@ _TITLE_WORDING = _phrases(
 # A device, an operation's lasting result or a healed infarct stays ("history of a knee
 # replacement" is an artificial knee joint today, Z96.65-; a past MI is I25.2): its own
 # code, not a history code.
+# ... until a clause says it is the patient's own again ("mother had breast cancer, patient has HTN")
+_SELF = _phrases(("patient",), ("pt",), ("she", "has"), ("he", "has"), ("she", "is"), ("he", "is"))
 _STATUS = _phrases(("presence", "of"), ("acquired", "absence"), ("old", "myocardial", "infarction"))
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.IGNORECASE)
@@ -159,9 +161,13 @@ _RECORD = re.compile(r"\b(?:mrn|acct|account|record|member|dob|d\.o\.b\.)\s*(?:n
                      re.IGNORECASE)
 
 
+# "62F", "45 yo M", "(2019)": who and when; no word of a title ("2019" is no COVID-19)
+_AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d\d\)")
+
+
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
-    text = _DATE.sub(" ", _RECORD.sub(" ", text))
+    text = _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text)))
     inpatient = bool(INPATIENT.search(text)) and (bool(_ADMITTED.search(text)) or not _OUTPATIENT.search(text))
     text = _LABEL.sub(" ", text)
     out: list[Clause] = []
@@ -171,11 +177,13 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     for number, sentence in enumerate(_SENTENCE.split(text)):
         sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]
         after_label, labelled = labelled, bool(sentence_words) and set(sentence_words) <= _ONLY_CONFIRMING | {"final", "and", "plan", "a", "p"}
-        family = _has(sentence_words, FAMILY)
         now = _has(sentence_words, _NOW)
         history_open = False  # a leading history cue was met earlier in this sentence
+        family = False  # ... and a family one ("Screening colonoscopy, no family history of ...": the screening is hers)
         sentence_negated = False
         for part in _merge_qualifiers(sentence, lexicon):
+            part_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", part)]
+            family = _has(part_words, FAMILY) or (family and not _has(part_words, _SELF))
             words, evidence = lexicon.rewrite(part)
             words = _drop_prevented(_drop_durations(words))
             if not words:
@@ -192,34 +200,61 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 history_open = history_open or (_has(piece, LEADING_HISTORY) and not now)
                 if past and not family and _has(piece, _INFARCTION):
                     piece = _healed_infarction(piece)
-                history = past and not _has(piece, _STATUS)
-                content = tuple(w for w in piece if w not in _ONLY_CONFIRMING)
-                stated = after_label or bool(set(piece) & _ONLY_CONFIRMING) or bool(_DIAGNOSIS_LEAD.match(sentence))
-                if not content:
-                    continue
-                prev = out[-1] if out else None
-                if (prev is not None and prev.sentence == number and _repeats(content, prev.words)
-                        and (prev.negated, prev.uncertain, prev.history) == (negated, uncertain, history)):
-                    # "rolled my right ankle playing soccer, sprain, first visit": the sprain said again
-                    # is the same finding; what the repeat adds ("first visit") is said of it
-                    added = tuple(w for w in content if w not in prev.words)
-                    out[-1] = replace(prev, words=prev.words + added, text=f"{prev.text}, {part.strip()}")
-                    continue
-                out.append(
-                    Clause(
-                        text=part.strip(),
-                        words=content,
-                        negated=negated,
-                        uncertain=uncertain,
-                        history=history,
-                        family=family,
-                        evidence=tuple(evidence),
-                        sentence=number,
-                        diagnosis=stated,
-                    )
-                )
+                for piece, history in _past_and_status(piece, past):
+                    _add_clause(out, part, piece, evidence, negated=negated, uncertain=uncertain, history=history,
+                                family=family, sentence=number,
+                                stated=after_label or bool(set(piece) & _ONLY_CONFIRMING)
+                                or bool(_DIAGNOSIS_LEAD.match(sentence)))
         _share_the_side(out, number)
     return out
+
+
+def _add_clause(out: list[Clause], part: str, piece: list[str], evidence: list[str], *, negated: bool,
+                uncertain: bool, history: bool, family: bool, sentence: int, stated: bool) -> None:
+    content = tuple(w for w in piece if w not in _ONLY_CONFIRMING)
+    if not content:
+        return
+    prev = out[-1] if out else None
+    if (prev is not None and prev.sentence == sentence and _repeats(content, prev.words)
+            and (prev.negated, prev.uncertain, prev.history) == (negated, uncertain, history)):
+        # "rolled my right ankle playing soccer, sprain, first visit": the sprain said again
+        # is the same finding; what the repeat adds ("first visit") is said of it
+        added = tuple(w for w in content if w not in prev.words)
+        out[-1] = replace(prev, words=prev.words + added, text=f"{prev.text}, {part.strip()}")
+        return
+    out.append(
+        Clause(
+            text=part.strip(),
+            words=content,
+            negated=negated,
+            uncertain=uncertain,
+            history=history,
+            family=family,
+            evidence=tuple(evidence),
+            sentence=sentence,
+            diagnosis=stated,
+        )
+    )
+
+
+_CUE_WORDS = frozenset("history of hx h o s p status post personal past prior previous previously remote with and the a an".split())
+
+
+def _past_and_status(piece: list[str], past: bool) -> list[tuple[list[str], bool]]:
+    """A clause of the past as (words, history) parts. A lasting status in it is current and
+    its own part: "breast cancer treated 6 years ago with right mastectomy" is the history of
+    the cancer (Z85.3) and the breast's absence today (Z90.11)."""
+    if not past:
+        return [(piece, False)]
+    starts = [i for i in range(len(piece)) if _starts(piece, i, _STATUS) if piece[i] in _STATUS]
+    if not starts:
+        return [(piece, True)]
+    k = starts[0]
+    cut = k - 1 if k and piece[k - 1] in ("with", "and", "s", "p") else k
+    before = piece[:cut]
+    if all(w in _CUE_WORDS for w in before):  # "history of a knee replacement": the status alone
+        return [(piece, False)]
+    return [(before, True), (piece[k:], False)]
 
 
 _SIDE_WORDS = frozenset({"left", "right", "bilateral"})
