@@ -63,3 +63,10 @@ def test_dates_are_never_codes(d):
 @pytest.mark.parametrize("text", ["what is 62311", "what's 99213?", "62311 still valid?", "62311 deleted?"])
 def test_a_short_question_about_one_five_digit_number_asks_about_a_cpt_code(text):
     assert [m.system for m in find_mentions(text)] == ["CPT"]
+
+
+def test_a_bare_five_digit_number_is_a_weak_cpt_mention_and_a_place_is_no_code():
+    (m,) = find_mentions("20610 R knee injection with 40 mg kenalog")
+    assert (m.system, m.key, m.weak) == ("CPT", "20610", True)
+    assert [x.key for x in find_mentions("cpt 93000 - 12 lead ekg, pt 67 yo")] == ["93000"]  # a dash and words
+    assert [x.key for x in find_mentions("pt in bed C12 with A41.9 and R65.20")] == ["A419", "R6520"]

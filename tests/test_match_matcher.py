@@ -529,3 +529,12 @@ def test_a_status_in_a_clause_of_the_past_and_a_family_clause_that_ends(matcher)
     # an age, a sex and a year in brackets are no words of a title
     found = codes(matcher, "62F s/p kidney transplant (2019) on tacrolimus, seen for acute sinusitis.")
     assert {"J01.90", "Z94.0", "Z79.621"} <= set(found[:3])
+
+
+def test_a_written_code_is_read_in_every_system_that_has_it(matcher):
+    assert codes(matcher, "99213 vs 99214 for a 25 minute follow-up?")[:2] == ["99213", "99214"]
+    assert codes(matcher, "20610 R knee injection with 40 mg kenalog")[0] == "20610"
+    assert codes(matcher, "lives at 62704") == [] or "62704" not in codes(matcher, "lives at 62704")
+    # both readings, ICD-10-CM first when the words say nothing either way; a hint picks one
+    assert codes(matcher, "g0439 subsequent AWV")[:2] == ["G04.39", "G0439"]
+    assert codes(matcher, "hcpcs j3301 - how many units for 40 mg?") == ["J3301"]

@@ -39,7 +39,7 @@ _UNITS = re.compile(r"^\s*(?:mg|mcg|ml|g|kg|lb|lbs|units?|iu|mmhg|%|cc|mm|cm|hrs
 # A state is written in capitals ("IL 62704"); "is 62311" is a question
 _ZIP_BEFORE = re.compile(r"\b(?:[A-Z]{2}|(?i:zip|zip code|postal code))\s*$")
 # Words that say a number is something other than a code (a record, a phone, a room, a ZIP)
-_NUMBER_WORDS = "mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|zip|dob|npi|ssn"
+_NUMBER_WORDS = "mrn|record|account|acct|member|policy|claim|id|phone|tel|fax|call|ext|room|rm|bed|bay|ward|zip|dob|npi|ssn"
 _NUMBER_CONTEXT = re.compile(rf"(?:{_NUMBER_WORDS}|#)\W{{0,3}}$", re.IGNORECASE)
 
 
@@ -52,6 +52,7 @@ class Mention:
     system: str  # ICD-10-CM, CPT, HCPCS, ICD-10-PCS (a guess from the shape)
     start: int
     hinted: bool = False  # the text names the system next to it
+    weak: bool = False  # a bare five-digit number: a code only if the code set has it
 
 
 def find_mentions(text: str) -> list[Mention]:
@@ -105,8 +106,8 @@ def find_mentions(text: str) -> list[Mention]:
         if not tail and raw.lower() in _LAB_WORDS and not re.search(r"\bcode\b|\bicd", text, re.IGNORECASE):
             continue
         key = (head + tail).upper()
-        if key.startswith("ICD"):
-            continue
+        if key.startswith("ICD") or _NUMBER_CONTEXT.search(text[max(0, match.start() - 30) : match.start()]):
+            continue  # "bed C12" is a place
         add(Mention(raw, key, "ICD-10-CM", match.start()), match.end())
 
     for match in _FIVE.finditer(text):
@@ -115,14 +116,15 @@ def find_mentions(text: str) -> list[Mention]:
         after = text[match.end() : match.end() + 6]
         if _NUMBER_CONTEXT.search(before) or _ZIP_BEFORE.search(before):
             continue
-        if re.match(r"\s*[-)]\s*\d", after) or re.search(r"\d\s*[-(]\s*$", before):
-            continue  # part of a phone number or a range
+        if re.match(r"[-)]\d", after) or re.search(r"\d[-(]$", before):
+            continue  # part of a phone number or a ZIP+4 ("93000 - 12 lead ECG" is a code and its words)
         if _UNITS.match(after):
             continue
         hinted = bool(re.search(r"\bcpt\b", before, re.IGNORECASE))
-        if not hinted and not _CPT_HINT.search(text) and not _short_question(text, raw):
-            continue
-        add(Mention(raw, raw.upper(), "CPT", match.start(), hinted), match.end())
+        weak = not hinted and not _CPT_HINT.search(text) and not _short_question(text, raw)
+        if weak and _OTHER_NUMBERS.search(text):
+            continue  # "my zip is 62704", "weighs 12345": a bare number beside words of other numbers
+        add(Mention(raw, raw.upper(), "CPT", match.start(), hinted, weak), match.end())
 
     return sorted(found.values(), key=lambda m: m.start)
 

@@ -269,8 +269,10 @@ class CodeMatcher:
             by_start.setdefault(m.start, []).append(m)
         for start in sorted(by_start):
             group = by_start[start]
-            row, mention = self._resolve(group)
-            if row is None:
+            readings = self._readings(group, text)
+            if not readings:
+                if all(m.weak for m in group):
+                    continue  # a bare number the code set does not have: no code
                 mention = _preferred(group)
                 if mention.system == ICD and not re.search(r"\bcode|\bicd", text, re.IGNORECASE) and (
                     len(mention.key) <= 3 or self.index.row(ICD, mention.key[:3]) is None
@@ -279,18 +281,29 @@ class CodeMatcher:
                     continue
                 out.append(self._not_found(mention))
                 continue
-            out.extend(self._explicit_row(row, mention))
+            for row, mention in readings:
+                out.extend(self._explicit_row(row, mention))
         return out
 
-    def _resolve(self, group: list[Mention]) -> tuple[int | None, Mention]:
-        ordered = sorted(group, key=lambda m: (not m.hinted, m.system != ICD))
-        for m in ordered:
+    def _readings(self, group: list[Mention], text: str) -> list[tuple[int, Mention]]:
+        """The codes a written token can be, best first: the system the text names beside it
+        alone; otherwise every system that has it ("g0439" is HCPCS G0439 and ICD-10-CM G04.39),
+        the one whose title shares more of the question's words first, ICD-10-CM on a tie."""
+        found = []
+        for m in group:
             row = self.index.row(m.system, m.key)
             if row is None and m.system == ICD:
                 row = self._pad_placeholder(m.key)
             if row is not None:
-                return row, m
-        return None, ordered[0]
+                found.append((row, m))
+        hinted = [(row, m) for row, m in found if m.hinted]
+        if hinted:
+            return hinted[:1]
+        if len(found) < 2:
+            return found
+        said = set(tokenize(text)) - set(tokenize(" ".join(m.raw for m in group)))
+        return sorted(found, key=lambda f: (-len(said.intersection(tokenize(self.index.official[f[0]]))),
+                                            f[1].system != ICD))
 
     def _pad_placeholder(self, key: str) -> int | None:
         # S161A written for S16.1XXA
