@@ -538,3 +538,25 @@ def test_a_written_code_is_read_in_every_system_that_has_it(matcher):
     # both readings, ICD-10-CM first when the words say nothing either way; a hint picks one
     assert codes(matcher, "g0439 subsequent AWV")[:2] == ["G04.39", "G0439"]
     assert codes(matcher, "hcpcs j3301 - how many units for 40 mg?") == ["J3301"]
+
+
+def test_round_eight_ears_heart_failure_lupus_vaccines_given_and_chemotherapy_cycles(matcher):
+    assert codes(matcher, "earwax impaction AD")[0] == "H61.21"  # AD is the right ear beside an ear word
+    assert codes(matcher, "aortic stenosis")[0] == "I35.0"
+    assert codes(matcher, "HFrEF exacerbation")[0] == "I50.23"
+    assert codes(matcher, "dx code for RA, not otherwise specified")[0] == "M06.9"
+    assert codes(matcher, "SLE with lupus nephritis")[0] == "M32.14"
+    assert "Z23" in codes(matcher, "well-child check; MMR and varicella given today.")[:3]
+    found = codes(matcher, "Here for cycle 3 of chemotherapy for cancer of the upper-outer quadrant of the left breast.")
+    assert {"Z51.11", "C50.412"} <= set(found[:2])
+    assert codes(matcher, "inattention at school; suspected ADHD")[0] == "R41.840"
+
+
+def test_remission_an_infarct_in_a_past_year_and_where_a_sepsis_came_from(matcher):
+    assert codes(matcher, "History of alcohol dependence, in sustained remission with no drinking for 2 years.")[0] == "F10.21"
+    found = codes(matcher, "CAD of native coronaries, MI in 2019, currently no angina.")
+    assert found[:2] == ["I25.10", "I25.2"] and not any(c.startswith("I21") for c in found)
+    assert codes(matcher, "Sepsis due to pneumococcal pneumonia")[:1] == ["J13"]
+    assert "A40.3" in codes(matcher, "Sepsis due to pneumococcal pneumonia")
+    assert codes(matcher, "E. coli UTI")[:2] == ["N39.0", "B96.20"]
+    assert codes(matcher, "MRSA cellulitis of left leg")[:2] == ["L03.116", "B95.62"]

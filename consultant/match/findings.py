@@ -48,15 +48,26 @@ class Clause:
 # "UTI due to E. coli": the organism is a finding of its own (B95-B96, "as the cause of
 # diseases classified elsewhere"), as after a comma; a title naming both the condition and
 # the organism ("Pneumonia due to MRSA") is still found by the sentence taken whole.
+_ORGANISMS = (
+    r"e\.?\s?coli|escherichia|mrsa|mssa|staph|staphylococc\w*|strep|streptococc\w*|group\s+[ab]\s+strep\w*|gbs|"
+    r"pseudomonas|klebsiella|proteus|enterococc\w*|h\.?\s?pylori|helicobacter|haemophilus|h\.?\s?flu|"
+    r"mycoplasma|bacteroides"
+)
 _ORGANISM = re.compile(
     r"(?<!colonized)(?<!colonised)(?<!contact)(?<!exposed)(?<!exposure)(?<!carrier)"  # carriers and contacts: Z20, Z22
     r"(?<!enteritis)(?<!colitis)(?<!diarrhea)(?<!diarrhoea)"  # an intestinal infection is named with its organism (A04)
-    r"\s+(?:due\s+to|caused\s+by|secondary\s+to|from|with|positive\s+for)\s+(?=(?:an?\s+|the\s+)?(?:"
-    r"e\.?\s?coli|escherichia|mrsa|mssa|staph|staphylococc\w*|strep|streptococc\w*|group\s+[ab]\s+strep\w*|gbs|"
-    r"pseudomonas|klebsiella|proteus|enterococc\w*|h\.?\s?pylori|helicobacter|haemophilus|h\.?\s?flu|"
-    r"mycoplasma|bacteroides)\b)",
+    rf"\s+(?:due\s+to|caused\s+by|secondary\s+to|from|with|positive\s+for)\s+(?=(?:an?\s+|the\s+)?(?:{_ORGANISMS})\b)",
     re.IGNORECASE,
 )
+# "E. coli UTI" is "UTI due to E. coli" written the other way round
+_ORGANISM_FIRST = re.compile(
+    rf"\b((?:{_ORGANISMS})\.?)\s+(uti|urinary\s+tract\s+infection|cellulitis|wound\s+infection|abscess|bacteremia)"
+    r"((?:\s+(?:of|on|in)\s+(?:the\s+)?(?:left\s+|right\s+)?[a-z]+(?:\s+[a-z]+)?)?)(?=\s*(?:[,.;:]|$)|\s+(?:and|but)\b)",
+    re.IGNORECASE,
+)
+# ... and so is the infection a sepsis came from ("sepsis due to pneumococcal pneumonia": J13 beside
+# the sepsis; the sentence taken whole still finds the sepsis named by its organism, A40.3)
+_SOURCE = re.compile(r"(?<=sepsis)\s+(?:due\s+to|secondary\s+to|from|caused\s+by)\s+(?=\w)", re.IGNORECASE)
 _SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
 # ... and at what a test found: "screening colonoscopy found a polyp" is the screening and
 # the polyp (guideline I.C.21.c.5), "CT showed no bleed" a test and a negated finding.
@@ -136,7 +147,8 @@ _TITLE_WORDING = _phrases(
 # code, not a history code.
 # ... until a clause says it is the patient's own again ("mother had breast cancer, patient has HTN")
 _SELF = _phrases(("patient",), ("pt",), ("she", "has"), ("he", "has"), ("she", "is"), ("he", "is"))
-_STATUS = _phrases(("presence", "of"), ("acquired", "absence"), ("old", "myocardial", "infarction"))
+_STATUS = _phrases(("presence", "of"), ("acquired", "absence"), ("old", "myocardial", "infarction"),
+                  ("in", "remission"), ("sustained", "remission"), ("early", "remission"))
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.IGNORECASE)
 # ... but a patient sent home from the emergency department or a clinic was an outpatient
@@ -172,7 +184,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     text = _LABEL.sub(" ", text)
     out: list[Clause] = []
     text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
-    text = _ORGANISM.sub(", ", text)
+    text = _SOURCE.sub(", ", _ORGANISM.sub(", ", _ORGANISM_FIRST.sub(r"\2\3, \1", text)))
     labelled = False  # the sentence follows "Assessment:" / "Diagnosis:"
     for number, sentence in enumerate(_SENTENCE.split(text)):
         sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]
@@ -198,7 +210,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 uncertain = _has(piece, UNCERTAIN) and not inpatient and not title_like
                 past = (history_open or _has(piece, HISTORY)) and not negated
                 history_open = history_open or (_has(piece, LEADING_HISTORY) and not now)
-                if past and not family and _has(piece, _INFARCTION):
+                if (past or _YEAR.search(part)) and not family and _has(piece, _INFARCTION):  # "MI in 2019"
                     piece = _healed_infarction(piece)
                 for piece, history in _past_and_status(piece, past):
                     _add_clause(out, part, piece, evidence, negated=negated, uncertain=uncertain, history=history,
