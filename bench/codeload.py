@@ -11,6 +11,8 @@ template for the clones.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,6 @@ from bench.servers import index_cache_for, new_name, pg_create, pg_size_mb
 def load_into(url: str) -> dict:
     from consultant.codes.loader import load_codes
     from consultant.db import make_engine, migrate
-    from consultant.match import build_matcher
 
     engine = make_engine(url)
     try:
@@ -28,12 +29,31 @@ def load_into(url: str) -> dict:
         started = time.perf_counter()
         summary = load_codes(engine)
         load_s = time.perf_counter() - started
-        started = time.perf_counter()
-        build_matcher(engine)
-        index_s = time.perf_counter() - started
     finally:
         engine.dispose()
-    return {"codes": summary["codes"], "load_s": round(load_s, 2), "index_build_s": round(index_s, 2)}
+    index_s, index_mb = _build_index_alone(url)
+    return {"codes": summary["codes"], "load_s": round(load_s, 2), "index_build_s": index_s,
+            "index_build_peak_mb": index_mb}
+
+
+_BUILD = """
+import sys, time
+from consultant.db import make_engine
+from consultant.match import build_matcher
+from bench.procs import peak_rss_mb
+started = time.perf_counter()
+build_matcher(make_engine(sys.argv[1]))
+print(round(time.perf_counter() - started, 2), peak_rss_mb())
+"""
+
+
+def _build_index_alone(url: str) -> tuple[float, float]:
+    """The first build of the matcher's index (and its cache), in a process of its own, as a
+    worker's match helper makes it on a first start: its time and the process's peak RSS."""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", _BUILD, url], cwd=root, capture_output=True, text=True, check=True)
+    seconds, peak = out.stdout.split()[-2:]
+    return float(seconds), float(peak)
 
 
 def sqlite_template(work: Path) -> tuple[Path, dict]:
