@@ -565,3 +565,10 @@ def test_remission_an_infarct_in_a_past_year_and_where_a_sepsis_came_from(matche
     assert "A40.3" in codes(matcher, "Sepsis due to pneumococcal pneumonia")
     assert codes(matcher, "E. coli UTI")[:2] == ["N39.0", "B96.20"]
     assert codes(matcher, "MRSA cellulitis of left leg")[:2] == ["L03.116", "B95.62"]
+
+
+def test_what_a_past_cause_left_is_current(matcher):
+    # a sequela: the scar is today's, the burn two years ago its cause
+    assert codes(matcher, "Scar contracture of the right palm from a second-degree burn 2 years ago.")[0] == "L90.5"
+    assert codes(matcher, "history of DVT after surgery 2 years ago")[0] == "Z86.718"
+    assert codes(matcher, "Arteriosclerotic gangrene of left lower extremity")[0] == "I70.262"

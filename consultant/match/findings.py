@@ -249,6 +249,7 @@ def _add_clause(out: list[Clause], part: str, piece: list[str], evidence: list[s
     )
 
 
+_CAUSED_BY = frozenset({"from", "after", "following"})
 _CUE_WORDS = frozenset("history of hx h o s p status post personal past prior previous previously remote with and the a an".split())
 
 
@@ -258,6 +259,11 @@ def _past_and_status(piece: list[str], past: bool) -> list[tuple[list[str], bool
     the cancer (Z85.3) and the breast's absence today (Z90.11)."""
     if not past:
         return [(piece, False)]
+    cause = next((i for i, w in enumerate(piece) if w in _CAUSED_BY), None)
+    if cause and not _has(piece[:cause], HISTORY) and not all(w in _CUE_WORDS for w in piece[:cause]):
+        # "scar contracture of the right palm from a burn 2 years ago": the past is the cause;
+        # what it left is current (a sequela)
+        return [(piece[:cause], False), (piece[cause + 1 :], True)]
     starts = [i for i in range(len(piece)) if _starts(piece, i, _STATUS) if piece[i] in _STATUS]
     if not starts:
         return [(piece, True)]
