@@ -572,3 +572,11 @@ def test_what_a_past_cause_left_is_current(matcher):
     assert codes(matcher, "Scar contracture of the right palm from a second-degree burn 2 years ago.")[0] == "L90.5"
     assert codes(matcher, "history of DVT after surgery 2 years ago")[0] == "Z86.718"
     assert codes(matcher, "Arteriosclerotic gangrene of left lower extremity")[0] == "I70.262"
+
+
+def test_baby_says_who_and_a_newborns_mother_is_no_family_history(matcher):
+    assert codes(matcher, "tongue-tied baby having trouble latching")[0] == "Q38.1"  # was P08.0, a large newborn
+    assert codes(matcher, "baby keeps spitting up")[0] == "P92.1"
+    assert codes(matcher, "baby born at 34 weeks")[0] == "P07.37"
+    assert codes(matcher, "fussy baby")[0] == "R68.12"
+    assert codes(matcher, "IDM - mom had gestational diabetes")[0] == "P70.0"

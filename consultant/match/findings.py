@@ -147,6 +147,7 @@ _TITLE_WORDING = _phrases(
 # code, not a history code.
 # ... until a clause says it is the patient's own again ("mother had breast cancer, patient has HTN")
 _SELF = _phrases(("patient",), ("pt",), ("she", "has"), ("he", "has"), ("she", "is"), ("he", "is"))
+_NEWBORN_WORDS = frozenset({"newborn", "neonate", "neonatal", "infant", "baby", "idm", "born"})
 _STATUS = _phrases(("presence", "of"), ("acquired", "absence"), ("old", "myocardial", "infarction"),
                   ("in", "remission"), ("sustained", "remission"), ("early", "remission"))
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
@@ -195,7 +196,9 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
         sentence_negated = False
         for part in _merge_qualifiers(sentence, lexicon):
             part_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", part)]
-            family = _has(part_words, FAMILY) or (family and not _has(part_words, _SELF))
+            # of a newborn, what the mother had is the newborn's own exposure (P00-P04, P70)
+            family = ((_has(part_words, FAMILY) and not _NEWBORN_WORDS.intersection(part_words))
+                      or (family and not _has(part_words, _SELF)))
             words, evidence = lexicon.rewrite(part)
             words = _drop_prevented(_drop_durations(words))
             if not words:
