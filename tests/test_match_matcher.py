@@ -580,3 +580,15 @@ def test_baby_says_who_and_a_newborns_mother_is_no_family_history(matcher):
     assert codes(matcher, "baby born at 34 weeks")[0] == "P07.37"
     assert codes(matcher, "fussy baby")[0] == "R68.12"
     assert codes(matcher, "IDM - mom had gestational diabetes")[0] == "P70.0"
+
+
+def test_an_event_of_a_past_year_and_a_part_that_says_the_one_before_is_over(matcher):
+    found = codes(matcher, "problem list says 'DVT L leg 2021', anticoagulation finished and no current clot. "
+                           "Today she's seen for acute bronchitis.")
+    assert {"J20.9", "Z86.718"} <= set(found[:4]) and not any(c.startswith("I82") for c in found)
+    assert codes(matcher, "pneumonia, resolved") == ["Z87.01"]
+    assert codes(matcher, "cough, now resolved, and HTN")[0] == "I10"
+    found = codes(matcher, "Follow-up 3 months after a TIA, fully resolved with no residual deficits.")
+    assert "Z86.73" in found and "G45.9" not in found
+    assert codes(matcher, "Coworker tested positive for COVID; patient asymptomatic.")[0] == "Z20.822"
+    assert "J02.0" not in codes(matcher, "sore throat, suspected strep pharyngitis; rapid strep negative")

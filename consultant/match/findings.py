@@ -203,6 +203,11 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
             words = _drop_prevented(_drop_durations(words))
             if not words:
                 continue
+            if out and out[-1].sentence == number and _closes_the_previous(words):
+                # "pneumonia, resolved", "TIA, fully resolved with no residual deficits": the part before
+                # is past (a history code), and what follows is not negated by it
+                out[-1] = replace(out[-1], history=True)
+                continue
             title_like = _has(words, _TITLE_WORDING)
             pieces = [(words, False)] if title_like else _negation_pieces(words)
             for piece, negated in [(seg, neg) for whole, neg in pieces for seg in _encounter_and_its_condition(whole)]:
@@ -213,7 +218,9 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 uncertain = _has(piece, UNCERTAIN) and not inpatient and not title_like
                 past = (history_open or _has(piece, HISTORY)) and not negated
                 history_open = history_open or (_has(piece, LEADING_HISTORY) and not now)
-                if (past or _YEAR.search(part)) and not family and _has(piece, _INFARCTION):  # "MI in 2019"
+                if _YEAR.search(part) and _has(piece, _EVENTS):
+                    past = past or not negated  # "DVT L leg 2021", "MI in 2019": an event of a past year is over
+                if past and not family and _has(piece, _INFARCTION):
                     piece = _healed_infarction(piece)
                 for piece, history in _past_and_status(piece, past):
                     _add_clause(out, part, piece, evidence, negated=negated, uncertain=uncertain, history=history,
@@ -296,7 +303,20 @@ def _share_the_side(clauses: list[Clause], sentence: int) -> None:
             clauses[i] = replace(clauses[i], words=(*clauses[i].words, side))
 
 
+_RESOLVED = frozenset({"resolved", "cleared", "healed", "gone"})
+
+
+def _closes_the_previous(piece: list[str]) -> bool:
+    """A part that only says the part before it is over: "resolved", "now fully resolved with"."""
+    words = [w for w in piece if w not in _COPULA and w not in ("now", "has", "have", "with", "and")]
+    rest = words[1:]
+    return bool(words) and words[0] in _RESOLVED and (not rest or rest[0] in ("no", "without"))
+
+
 _INFARCTION = _phrases(("myocardial", "infarction"),)
+# events that are over once their year has passed (a chronic disease "since 2015" is not)
+_EVENTS = _phrases(("myocardial", "infarction"), ("thrombosis",), ("embolism",), ("stroke",), ("cerebral", "infarction"),
+                   ("transient", "ischemic", "attack"))
 # what a repeated finding may add: when, not what
 _ENCOUNTER_WORDS = frozenset("initial subsequent encounter sequela first visit today".split())
 
@@ -447,7 +467,7 @@ def _continues_negation(piece: list[str]) -> bool:
     return len(piece) <= 3 and piece[0] in ("or", "and", "nor")
 
 
-_COPULA = frozenset({"was", "is", "were", "are", "been", "be", "being"})
+_COPULA = frozenset({"was", "is", "were", "are", "been", "be", "being", "fully", "completely", "since"})
 _AFTER_FILLER = frozenset(
     """on by at in with the a an biopsy imaging ct mri xray x ray scan exam examination ultrasound echo today
     testing test tests labs lab workup culture cultures cytology pathology clinically radiographically

@@ -129,7 +129,8 @@ NEGATION_IMPLIES = {
     "hallucination": (("perceptual", "disturbance"),),  # alcohol withdrawal "with perceptual disturbance"
     "consciousness": (("coma",),),  # "never lost consciousness": no hypoglycemia "with coma"
     "pyelonephritis": (("infection", "kidney"),),  # no "infections of kidney in pregnancy" (O23.0-)
-    "strep": (("streptococcal",),),  # "rapid strep negative": no streptococcal pharyngitis
+    "streptococcus": (("streptococcal",),),  # "rapid strep negative": no streptococcal pharyngitis
+    "clot": (("thrombosis",), ("embolism",)),  # "no current clot": no acute thrombosis
 }
 _DIABETES_TYPED = Caseless(
     r"\btype\s*(?:1|2|i|ii|one|two)\b|\bt[12]\s*dm\b|\bdm\s*(?:type\s*)?[12]\b|\b(?:n?iddm)\b|\bjuvenile\b|"
