@@ -261,11 +261,11 @@ FLOORS = {
     "dev": {"explicit@1": 100, "lay@1": 99.2, "lay@5": 99.6, "gems@1": 98.3, "gems@5": 100, "vignette_recall": 100,
             "changed_new": 100, "changed_deleted": 100},
     "icd9-common": {"gems@1": 88.6, "gems@5": 97.3},
-    "blind": {"explicit@1": 100, "lay@1": 94.7, "lay@5": 96.7, "gems@1": 87.5, "gems@5": 95.0,
-              "vignette_recall": 91.0, "changed_new": 100, "changed_deleted": 100},
+    "blind": {"explicit@1": 100, "lay@1": 96.7, "lay@5": 98.6, "gems@1": 93.8, "gems@5": 96.9,
+              "vignette_recall": 90.0, "changed_new": 100, "changed_deleted": 100},
 }
 CEILINGS = {"sample": {"vignette_must_not": 0.0}, "dev": {"vignette_must_not": 0.0}, "icd9-common": {},
-            "blind": {"vignette_must_not": 5.5}}
+            "blind": {"vignette_must_not": 2.7}}
 CASES = {
     "sample": RUNNER.parent / "sample_cases.jsonl",
     "dev": ROOT / "bench" / "matcher_dev_cases.jsonl",
@@ -592,3 +592,28 @@ def test_an_event_of_a_past_year_and_a_part_that_says_the_one_before_is_over(mat
     assert "Z86.73" in found and "G45.9" not in found
     assert codes(matcher, "Coworker tested positive for COVID; patient asymptomatic.")[0] == "Z20.822"
     assert "J02.0" not in codes(matcher, "sore throat, suspected strep pharyngitis; rapid strep negative")
+
+
+def test_round_nine_everyday_wording(matcher):
+    cases = {
+        "pt has a boil on the back of her neck": "L02.12",
+        "derm froze a few precancerous sun spots on his bald scalp": "L57.0",
+        "outer ear infection in left ear after swimming in the lake": "H60.332",
+        "my kid has fluid behind both eardrums, not infected": "H65.93",
+        "painful clotted hemorrhoid on the outside": "K64.5",
+        "yeast infection down there, itchy with cottage cheese discharge": "B37.31",
+        "pulled his right hamstring playing soccer, initial visit": "S76.311A",
+        "slapped cheek rash in my 5 year old": "B08.3",
+        "toddler had a quick seizure with a high fever": "R56.00",
+        "2yo with a barking cough at night, croup": "J05.0",
+        "can't throw anything away, house piled to the ceiling": "F42.3",
+        "pt c/o heart racing on and off": "R00.2",
+        "what's the code for afib that comes and goes": "I48.0",
+        "dvt in left calf, new": "I82.4Z2",
+        "dog bit her right hand, skin broken": "S61.451A",
+        "concussion at football, didn't pass out, ER visit": "S06.0X0A",
+        "Type 2 diabetes, uncontrolled with A1c 9.8, on basal insulin.": "E11.65",
+        "can't see at night": "H53.60",
+    }
+    for text, code in cases.items():
+        assert codes(matcher, text)[0] == code, text

@@ -83,7 +83,7 @@ _CLAUSE = re.compile(
 QUALIFIER_WORDS = frozenset(
     """left right bilateral both unilateral mild moderate severe profound acute chronic subacute recurrent
     intermittent persistent episodic primary secondary localized localised generalized generalised unspecified nos
-    episode episodes simple complicated uncomplicated type stage grade i ii iii iv v 1 2 3 4 5 3a 3b initial subsequent sequela
+    episode episodes uncontrolled simple complicated uncomplicated type stage grade i ii iii iv v 1 2 3 4 5 3a 3b initial subsequent sequela
     encounter closed open displaced nondisplaced site sites part parts region multiple single upper lower limb
     limbs leg legs arm arms hand hands foot feet knee knees hip hips shoulder shoulders elbow elbows wrist wrists
     ankle ankles thigh thighs forearm forearms finger fingers toe toes heel heels back neck head face trunk pelvis
@@ -174,13 +174,16 @@ _RECORD = re.compile(r"\b(?:mrn|acct|account|record|member|dob|d\.o\.b\.)\s*(?:n
                      re.IGNORECASE)
 
 
+# a lab's value is no word of a title ("A1c 9.8" is not "9" and "8")
+_LAB_VALUE = re.compile(r"\b((?:hb)?a1c|glucose|bg|ldl|tsh|inr|egfr|gfr|creatinine|potassium|sodium)\s*(?:of|was|is|=|:)?\s*"
+                        r"\d+(?:\.\d+)?\s*%?", re.IGNORECASE)
 # "62F", "45 yo M", "(2019)": who and when; no word of a title ("2019" is no COVID-19)
 _AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d\d\)")
 
 
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
-    text = _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text)))
+    text = _LAB_VALUE.sub(r"\1", _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text))))
     inpatient = bool(INPATIENT.search(text)) and (bool(_ADMITTED.search(text)) or not _OUTPATIENT.search(text))
     text = _LABEL.sub(" ", text)
     out: list[Clause] = []
