@@ -617,3 +617,11 @@ def test_round_nine_everyday_wording(matcher):
     }
     for text, code in cases.items():
         assert codes(matcher, text)[0] == code, text
+
+
+def test_gestational_diabetes_by_its_treatment_and_what_a_cure_ends(matcher):
+    assert codes(matcher, "G2P1 at 28 weeks with gestational diabetes controlled by diet alone.")[:2] == ["O24.410", "Z3A.28"]
+    assert "O24.414" in codes(matcher, "G2P1 at 30 weeks with gestational diabetes, now controlled on insulin.")[:3]
+    assert codes(matcher, "Chronic hepatitis C without mention of hepatic coma")[0] == "B18.2"
+    assert codes(matcher, "Follow-up visit after treatment for community-acquired pneumonia; repeat chest x-ray "
+                          "shows complete resolution.") == ["Z87.01"]

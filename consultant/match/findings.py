@@ -306,7 +306,7 @@ def _share_the_side(clauses: list[Clause], sentence: int) -> None:
             clauses[i] = replace(clauses[i], words=(*clauses[i].words, side))
 
 
-_RESOLVED = frozenset({"resolved", "cleared", "healed", "gone"})
+_RESOLVED = frozenset({"resolved", "cleared", "healed", "gone", "cured"})
 
 
 def _closes_the_previous(piece: list[str]) -> bool:
