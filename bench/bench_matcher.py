@@ -7,7 +7,7 @@ NAME is one of
     dev           bench/matcher_dev_cases.jsonl (bench/make_dev_cases.py)
     icd9-common   bench/matcher_icd9_common.jsonl (bench/matcher_make_icd9.py: common ICD-9 codes)
     icd9          bench/matcher_icd9_cases.jsonl (bench/matcher_make_icd9.py: ICD-9 codes drawn at random)
-    blind         bench/matcher_blind_cases.jsonl (520 cases written with no sight of the matcher, docs/MATCHER.md)
+    blind         bench/matcher_blind_cases.jsonl (610 cases written with no sight of the matcher, docs/MATCHER.md)
     all           every set above (the default is sample and dev)
 
 Prints the runner's report for each set. The matcher runs in batch mode

@@ -83,7 +83,8 @@ _CLAUSE = re.compile(
 QUALIFIER_WORDS = frozenset(
     """left right bilateral both unilateral mild moderate severe profound acute chronic subacute recurrent
     intermittent persistent episodic primary secondary localized localised generalized generalised unspecified nos
-    episode episodes uncontrolled simple complicated uncomplicated type stage grade i ii iii iv v 1 2 3 4 5 3a 3b initial subsequent sequela
+    episode episodes uncontrolled intertrochanteric subtrochanteric comminuted oblique spiral segmental suppurative
+    simple complicated uncomplicated type stage grade i ii iii iv v 1 2 3 4 5 3a 3b initial subsequent sequela
     encounter closed open displaced nondisplaced site sites part parts region multiple single upper lower limb
     limbs leg legs arm arms hand hands foot feet knee knees hip hips shoulder shoulders elbow elbows wrist wrists
     ankle ankles thigh thighs forearm forearms finger fingers toe toes heel heels back neck head face trunk pelvis
@@ -112,7 +113,7 @@ PRE_NEGATION = _phrases(
 )
 POST_NEGATION = _phrases(
     ("ruled", "out"), ("was", "ruled", "out"), ("is", "negative"), ("was", "negative"), ("were", "negative"),
-    ("negative",), ("absent",), ("not", "found"), ("not", "seen"), ("resolved",), ("normal",), ("unremarkable",),
+    ("negative",), ("absent",), ("intact",), ("finished",), ("completed",), ("discontinued",), ("not", "found"), ("not", "seen"), ("resolved",), ("normal",), ("unremarkable",),
     ("is", "clear"), ("was", "clear"), ("clear",), ("excluded",), ("not", "suspected"), ("not", "present"),
     ("not", "identified"), ("not", "detected"), ("unlikely",), ("not", "confirmed"),
 )
@@ -158,10 +159,11 @@ _OUTPATIENT = re.compile(r"\b(?:ED|ER)\b|\b(?i:emergency (?:department|room)|urg
 # Where a note was written, or who asks ("ED note:", "Derm:", "Coder q:"), names no condition:
 # "ED" is no erectile dysfunction there, "q" no Q fever.
 _LABEL = re.compile(
-    r"(?:^|(?<=[.;\n]))\s*(?:ED|ER|(?i:urgent care|clinic|office|inpatient|outpatient|derm|dermatology|cardiology|"
+    r"(?:^|(?<=[.;\n]))\s*(?i:(?:inpt|inpatient|outpt|outpatient|op|ip)\s+)?(?:ED|ER|UC|PT|OT|(?i:urgent care|clinic|"
+    r"office|inpatient|outpatient|derm|dermatology|cardiology|transplant clinic|plastics|"
     r"cardio|ortho|orthopedics|peds|pediatrics|ob|ob/gyn|gyn|psych|psychiatry|neuro|neurology|onc|oncology|pulm|"
     r"nephrology|endo|ophtho|pcp|telehealth|hpi|cc|chief complaint|coder|coding|coder question|coding question|"
-    r"coder q|coding q|question|q))(?i:\s+(?:note|visit|triage|consult|follow-up|f/u))?\s*:(?=\s)"
+    r"coder q|coding q|question|q))(?i:\s+(?:note|visit|triage|consult|follow-up|f/u|eval|evaluation))?\s*:(?=\s)"
 )
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
 _DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.IGNORECASE)
@@ -174,6 +176,24 @@ _RECORD = re.compile(r"\b(?:mrn|acct|account|record|member|dob|d\.o\.b\.)\s*(?:n
                      re.IGNORECASE)
 
 
+# How a question asks ("what's the dx code", "which code do I use for") names nothing
+_ASKING = re.compile(
+    r"\b(?:(?:what(?:'s|s| is)?|which|how)\s+(?:(?:is|are)\s+)?(?:the\s+)?(?:(?:icd[- ]?10(?:[- ]?cm)?|dx|diagnosis|billing)\s+)?"
+    r"(?:codes?(?:\s+(?:do\s+i\s+use|to\s+use|for))?|do\s+(?:i|we)(?:\s+(?:use|code|bill))?(?:\s+for)?|to\s+code)"
+    r"|(?:dx|icd[- ]?10|diagnosis)\s+codes?(?:\s+for)?|(?:what(?:'s|s| is)?|which)\s+(?:is\s+)?(?:the\s+)?(?:dx|diagnosis)"
+    r"|(?:do|can|should)\s+(?:i|we)(?:\s+still)?(?:\s+need(?:\s+to)?)?(?:\s+(?:use|code|bill|report))?(?:\s+a)?"
+    r"(?:\s+separate)?)\b\??",
+    re.IGNORECASE,
+)
+def _asked(match: re.Match[str]) -> str:
+    # a question that opened a sentence leaves the sentence's end ("... bronchitis. Do I code the DVT?")
+    before = match.string[: match.start()].rstrip()
+    return "\n" if not before or before[-1] in ".!?;:\n" else " "
+
+
+# a wound's or a polyp's size ("3 cm lac"): no word of a title, and "1-3 cm" would read as a
+# kidney's "moderate laceration"
+_SIZE = re.compile(r"\b\d+(?:\.\d+)?\s?(?:cm|mm)\b", re.IGNORECASE)
 # a lab's value is no word of a title ("A1c 9.8" is not "9" and "8")
 _LAB_VALUE = re.compile(r"\b((?:hb)?a1c|glucose|bg|ldl|tsh|inr|egfr|gfr|creatinine|potassium|sodium)\s*(?:of|was|is|=|:)?\s*"
                         r"\d+(?:\.\d+)?\s*%?", re.IGNORECASE)
@@ -184,6 +204,7 @@ _AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
     text = _LAB_VALUE.sub(r"\1", _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text))))
+    text = _SIZE.sub(" ", _ASKING.sub(_asked, text))
     inpatient = bool(INPATIENT.search(text)) and (bool(_ADMITTED.search(text)) or not _OUTPATIENT.search(text))
     text = _LABEL.sub(" ", text)
     out: list[Clause] = []
@@ -488,10 +509,11 @@ def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
         if not n:
             continue
         rest = words[i + n :]
-        if words[i - 1] in _COPULA or all(w in _AFTER_FILLER for w in rest):
+        joined = bool(rest) and rest[0] in ("and", "but")  # "anticoagulation finished and no current clot"
+        if words[i - 1] in _COPULA or all(w in _AFTER_FILLER for w in rest) or joined:
             before = words[: i - 1] if words[i - 1] in _COPULA else words[:i]
             if before:
-                return [(before, True)]
+                return [(before, True), *(_negation_pieces(rest[1:]) if joined and rest[1:] else [])]
     for i in range(len(words)):
         n = _starts(words, i, PRE_NEGATION) if words[i] in PRE_NEGATION else 0
         if n and not _is_qualifier(words, i):

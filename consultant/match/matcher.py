@@ -63,8 +63,8 @@ _PROCEDURE = Caseless(
     r"replacement|repair|insertion|drainage|x-?ray|mri|ct scan|ultrasound|visit code|e/m|supply|drug code)\b|\w+ectomy\b|\w+otomy\b|\w+plasty\b|\w+scopy\b")
 _PROCEDURE_CODE = Caseless(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b")
 _PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting|"
-                      r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus)\b")
-_NEWBORN = Caseless(r"\b(newborn|neonat\w*|infant|baby|twin|liveborn|born)\b")
+                      r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus|deliver\w*)\b")
+_NEWBORN = Caseless(r"\b(newborn|neonat\w*|infant|baby|twin|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born)\b")  # "single liveborn" is a delivery's outcome (Z37.0)
 # Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
 _OBSTETRIC = Caseless(
     r"\b(pregnan\w*|gestation\w*|trimester|gravid\w*|g\d\s*p\d|prenatal|antepartum|antenatal|postpartum|"
@@ -131,6 +131,7 @@ NEGATION_IMPLIES = {
     "pyelonephritis": (("infection", "kidney"),),  # no "infections of kidney in pregnancy" (O23.0-)
     "streptococcus": (("streptococcal",),),  # "rapid strep negative": no streptococcal pharyngitis
     "clot": (("thrombosis",), ("embolism",)),  # "no current clot": no acute thrombosis
+    "thickness": (("third", "degree"),),  # "no full-thickness areas": no third-degree burn
 }
 _DIABETES_TYPED = Caseless(
     r"\btype\s*(?:1|2|i|ii|one|two)\b|\bt[12]\s*dm\b|\bdm\s*(?:type\s*)?[12]\b|\b(?:n?iddm)\b|\bjuvenile\b|"
@@ -205,7 +206,8 @@ NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY, NEEDS_MALIGNANCY, NEEDS_SUBSEQUENT
 TITLE_NEEDS = 0xF0
 _NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury",
           NEEDS_MALIGNANCY: "malignancy", NEEDS_SUBSEQUENT: "subsequent"}
-_WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:weeks?|wks?)\b", re.IGNORECASE)
+# "34 weeks", "32 wks", "39+2 weeks", "39w2d"
+_WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:(?:weeks?|wks?)\b|w(?=\d{1,2}d\b))", re.IGNORECASE)
 
 
 @dataclass
