@@ -113,7 +113,8 @@ PRE_NEGATION = _phrases(
 )
 POST_NEGATION = _phrases(
     ("ruled", "out"), ("was", "ruled", "out"), ("is", "negative"), ("was", "negative"), ("were", "negative"),
-    ("negative",), ("absent",), ("intact",), ("finished",), ("completed",), ("discontinued",), ("not", "found"), ("not", "seen"), ("resolved",), ("normal",), ("unremarkable",),
+    ("negative",), ("absent",), ("intact",), ("finished",), ("completed",), ("discontinued",), ("not", "found"),
+    ("not", "seen"), ("resolved",), ("normal",), ("unremarkable",),
     ("is", "clear"), ("was", "clear"), ("clear",), ("excluded",), ("not", "suspected"), ("not", "present"),
     ("not", "identified"), ("not", "detected"), ("unlikely",), ("not", "confirmed"),
 )
@@ -136,6 +137,10 @@ FAMILY = _phrases(
     ("family", "history"), ("mother", "had"), ("father", "had"), ("mom", "had"), ("dad", "had"), ("sister", "had"),
     ("brother", "had"), ("mother", "has"), ("father", "has"), ("mother's",), ("father's",),
 )
+# A family clause runs on until one says it is the patient's own again ("mother had breast cancer,
+# patient has HTN"); of a newborn, what the mother had is the newborn's own exposure (P00-P04, P70).
+_SELF = _phrases(("patient",), ("pt",), ("she", "has"), ("he", "has"), ("she", "is"), ("he", "is"))
+_NEWBORN_WORDS = frozenset({"newborn", "neonate", "neonatal", "infant", "baby", "idm", "born"})
 # Z-code wording whose "suspected", "not found" or "ruled out" is the code's
 # own ("Encounter for observation for suspected ... ruled out", "Carrier or
 # suspected carrier", "Contact with and (suspected) exposure to").
@@ -144,18 +149,17 @@ _TITLE_WORDING = _phrases(
     ("screening", "for"),
 )
 # A device, an operation's lasting result or a healed infarct stays ("history of a knee
-# replacement" is an artificial knee joint today, Z96.65-; a past MI is I25.2): its own
-# code, not a history code.
-# ... until a clause says it is the patient's own again ("mother had breast cancer, patient has HTN")
-_SELF = _phrases(("patient",), ("pt",), ("she", "has"), ("he", "has"), ("she", "is"), ("he", "is"))
-_NEWBORN_WORDS = frozenset({"newborn", "neonate", "neonatal", "infant", "baby", "idm", "born"})
+# replacement" is an artificial knee joint today, Z96.65-; a past MI is I25.2; a dependence in
+# remission is F1x.21): its own code, not a history code.
 _STATUS = _phrases(("presence", "of"), ("acquired", "absence"), ("old", "myocardial", "infarction"),
                   ("in", "remission"), ("sustained", "remission"), ("early", "remission"))
 _NOW = _phrases(("today",), ("now",), ("currently",), ("new",))  # a history sentence that says so is current
 INPATIENT = re.compile(r"\b(admitted|admission|inpatient|discharge[ds]?|hospital course)\b", re.IGNORECASE)
 # ... but a patient sent home from the emergency department or a clinic was an outpatient
 _ADMITTED = re.compile(r"\b(admitted|admission|inpatient|hospital course)\b", re.IGNORECASE)
-_OUTPATIENT = re.compile(r"\b(?:ED|ER)\b|\b(?i:emergency (?:department|room)|urgent care|clinic|office visit|outpatient)\b")
+_OUTPATIENT = re.compile(
+    r"\b(?:ED|ER)\b|\b(?i:emergency (?:department|room)|urgent care|clinic|office visit|outpatient)\b"
+)
 # Where a note was written, or who asks ("ED note:", "Derm:", "Coder q:"), names no condition:
 # "ED" is no erectile dysfunction there, "q" no Q fever.
 _LABEL = re.compile(
@@ -178,13 +182,17 @@ _RECORD = re.compile(r"\b(?:mrn|acct|account|record|member|dob|d\.o\.b\.)\s*(?:n
 
 # How a question asks ("what's the dx code", "which code do I use for") names nothing
 _ASKING = re.compile(
-    r"\b(?:(?:what(?:'s|s| is)?|which|how)\s+(?:(?:is|are)\s+)?(?:the\s+)?(?:(?:icd[- ]?10(?:[- ]?cm)?|dx|diagnosis|billing)\s+)?"
+    r"\b(?:(?:what(?:'s|s| is)?|which|how)\s+(?:(?:is|are)\s+)?(?:the\s+)?"
+    r"(?:(?:icd[- ]?10(?:[- ]?cm)?|dx|diagnosis|billing)\s+)?"
     r"(?:codes?(?:\s+(?:do\s+i\s+use|to\s+use|for))?|do\s+(?:i|we)(?:\s+(?:use|code|bill))?(?:\s+for)?|to\s+code)"
-    r"|(?:dx|icd[- ]?10|diagnosis)\s+codes?(?:\s+for)?|(?:what(?:'s|s| is)?|which)\s+(?:is\s+)?(?:the\s+)?(?:dx|diagnosis)"
+    r"|(?:dx|icd[- ]?10|diagnosis)\s+codes?(?:\s+for)?"
+    r"|(?:what(?:'s|s| is)?|which)\s+(?:is\s+)?(?:the\s+)?(?:dx|diagnosis)"
     r"|(?:do|can|should)\s+(?:i|we)(?:\s+still)?(?:\s+need(?:\s+to)?)?(?:\s+(?:use|code|bill|report))?(?:\s+a)?"
     r"(?:\s+separate)?)\b\??",
     re.IGNORECASE,
 )
+
+
 def _asked(match: re.Match[str]) -> str:
     # a question that opened a sentence leaves the sentence's end ("... bronchitis. Do I code the DVT?")
     before = match.string[: match.start()].rstrip()
@@ -195,8 +203,10 @@ def _asked(match: re.Match[str]) -> str:
 # kidney's "moderate laceration"
 _SIZE = re.compile(r"\b\d+(?:\.\d+)?\s?(?:cm|mm)\b", re.IGNORECASE)
 # a lab's value is no word of a title ("A1c 9.8" is not "9" and "8")
-_LAB_VALUE = re.compile(r"\b((?:hb)?a1c|glucose|bg|ldl|tsh|inr|egfr|gfr|creatinine|potassium|sodium)\s*(?:of|was|is|=|:)?\s*"
-                        r"\d+(?:\.\d+)?\s*%?", re.IGNORECASE)
+_LAB_VALUE = re.compile(
+    r"\b((?:hb)?a1c|glucose|bg|ldl|tsh|inr|egfr|gfr|creatinine|potassium|sodium)\s*(?:of|was|is|=|:)?\s*\d+(?:\.\d+)?\s*%?",
+    re.IGNORECASE,
+)
 # "62F", "45 yo M", "(2019)": who and when; no word of a title ("2019" is no COVID-19)
 _AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d\d\)")
 
@@ -205,22 +215,22 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
     text = _LAB_VALUE.sub(r"\1", _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text))))
     text = _SIZE.sub(" ", _ASKING.sub(_asked, text))
-    inpatient = bool(INPATIENT.search(text)) and (bool(_ADMITTED.search(text)) or not _OUTPATIENT.search(text))
+    admitted = bool(_ADMITTED.search(text))
+    inpatient = bool(INPATIENT.search(text)) and (admitted or not _OUTPATIENT.search(text))
     text = _LABEL.sub(" ", text)
     out: list[Clause] = []
     text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
     text = _SOURCE.sub(", ", _ORGANISM.sub(", ", _ORGANISM_FIRST.sub(r"\2\3, \1", text)))
     labelled = False  # the sentence follows "Assessment:" / "Diagnosis:"
     for number, sentence in enumerate(_SENTENCE.split(text)):
-        sentence_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", sentence)]
+        sentence_words = _raw_words(sentence)
         after_label, labelled = labelled, bool(sentence_words) and set(sentence_words) <= _ONLY_CONFIRMING | {"final", "and", "plan", "a", "p"}
         now = _has(sentence_words, _NOW)
         history_open = False  # a leading history cue was met earlier in this sentence
-        family = False  # ... and a family one ("Screening colonoscopy, no family history of ...": the screening is hers)
+        family = False  # ... and a family one ("Screening colonoscopy, no family history of ...": hers)
         sentence_negated = False
         for part in _merge_qualifiers(sentence, lexicon):
-            part_words = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", part)]
-            # of a newborn, what the mother had is the newborn's own exposure (P00-P04, P70)
+            part_words = _raw_words(part)
             family = ((_has(part_words, FAMILY) and not _NEWBORN_WORDS.intersection(part_words))
                       or (family and not _has(part_words, _SELF)))
             words, evidence = lexicon.rewrite(part)
@@ -255,6 +265,10 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     return out
 
 
+def _raw_words(text: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[A-Za-z0-9']+", text)]
+
+
 def _add_clause(out: list[Clause], part: str, piece: list[str], evidence: list[str], *, negated: bool,
                 uncertain: bool, history: bool, family: bool, sentence: int, stated: bool) -> None:
     content = tuple(w for w in piece if w not in _ONLY_CONFIRMING)
@@ -284,7 +298,9 @@ def _add_clause(out: list[Clause], part: str, piece: list[str], evidence: list[s
 
 
 _CAUSED_BY = frozenset({"from", "after", "following"})
-_CUE_WORDS = frozenset("history of hx h o s p status post personal past prior previous previously remote with and the a an".split())
+_CUE_WORDS = frozenset(
+    "history of hx h o s p status post personal past prior previous previously remote with and the a an".split()
+)
 
 
 def _past_and_status(piece: list[str], past: bool) -> list[tuple[list[str], bool]]:
@@ -316,8 +332,7 @@ def _share_the_side(clauses: list[Clause], sentence: int) -> None:
     """ "Numbness and tingling right hand, carpal tunnel": a side said once in a sentence is the
     side of its other findings too (a title without sides ignores it); never a side said of
     something negated ("Left TM normal"), and never when the sentence names two."""
-    own = [i for i in range(len(clauses) - 1, -1, -1) if clauses[i].sentence == sentence]
-    positive = [i for i in own if not (clauses[i].negated or clauses[i].family)]
+    positive = [i for i, c in enumerate(clauses) if c.sentence == sentence and not (c.negated or c.family)]
     sides = {w for i in positive for w in clauses[i].words if w in _SIDE_WORDS}
     if len(sides) != 1 or len(positive) < 2:
         return
@@ -339,8 +354,8 @@ def _closes_the_previous(piece: list[str]) -> bool:
 
 _INFARCTION = _phrases(("myocardial", "infarction"),)
 # events that are over once their year has passed (a chronic disease "since 2015" is not)
-_EVENTS = _phrases(("myocardial", "infarction"), ("thrombosis",), ("embolism",), ("stroke",), ("cerebral", "infarction"),
-                   ("transient", "ischemic", "attack"))
+_EVENTS = _phrases(("myocardial", "infarction"), ("thrombosis",), ("embolism",), ("stroke",),
+                   ("cerebral", "infarction"), ("transient", "ischemic", "attack"))
 # what a repeated finding may add: when, not what
 _ENCOUNTER_WORDS = frozenset("initial subsequent encounter sequela first visit today".split())
 
@@ -349,6 +364,8 @@ def _repeats(words: tuple[str, ...], before: tuple[str, ...]) -> bool:
     """`words` names nothing that `before` did not already name."""
     named = [w for w in words if w not in _ENCOUNTER_WORDS]
     return bool(named) and set(named) <= set(before)
+
+
 _TREATMENTS = frozenset({"chemotherapy", "immunotherapy", "radiotherapy", "radiation"})
 
 
@@ -475,7 +492,7 @@ def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
 
 
 def _only_qualifies(part: str, lexicon: Lexicon) -> bool:
-    raw = [w.lower() for w in re.findall(r"[A-Za-z0-9']+", part)]
+    raw = _raw_words(part)
     if not raw:
         return False
     if raw[0] in _QUALIFIER_LEADS and len(raw) <= 6:

@@ -370,7 +370,7 @@ def _read_rows(engine: Engine) -> Iterator[dict[str, Any]]:
         Code.system, Code.code, Code.display, Code.official, Code.short, Code.plain, Code.billable,
         Code.parent, Code.status, Code.change, Code.replaced_by, Code.notes, Code.release, Code.kind,
     ]
-    # Streamed: the table as a list of dicts, notes parsed, held 475 MB at once.
+    # Streamed a batch at a time: read whole into a list, with its notes parsed, it held 475 MB.
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=5_000).execute(select(*cols).order_by(Code.system, Code.code))
         for r in result:
@@ -669,10 +669,9 @@ def _build_docs(index: CodeIndex, inclusions: dict[int, list[str]]) -> None:
     # Every document is held until the words' frequencies are known: kept as one shared
     # string per word and the roles as bytes, not a tuple per word (160 -> 50 MB at the peak).
     raw_docs: list[tuple[int, tuple[str, ...], bytes, bool]] = []
-    shared: dict[str, str] = {}
 
     def add(target: int, toks: list[tuple[str, int]], alias: bool) -> None:
-        raw_docs.append((target, tuple(shared.setdefault(t, t) for t, _ in toks), bytes(r for _, r in toks), alias))
+        raw_docs.append((target, tuple(sys.intern(t) for t, _ in toks), bytes(r for _, r in toks), alias))
 
     for row in range(len(index.key)):
         if not index.billable[row] or index.status[row] != "valid" or row in index.family_of:

@@ -64,7 +64,10 @@ _PROCEDURE = Caseless(
 _PROCEDURE_CODE = Caseless(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b")
 _PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting|"
                       r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus|deliver\w*)\b")
-_NEWBORN = Caseless(r"\b(newborn|neonat\w*|infant|baby|twin|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born)\b")  # "single liveborn" is a delivery's outcome (Z37.0)
+# "single liveborn" alone is a delivery's outcome (Z37.0), a word of the mother's record
+_NEWBORN = Caseless(
+    r"\b(newborn|neonat\w*|infant|baby|twin|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born)\b"
+)
 # Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
 _OBSTETRIC = Caseless(
     r"\b(pregnan\w*|gestation\w*|trimester|gravid\w*|g\d\s*p\d|prenatal|antepartum|antenatal|postpartum|"
