@@ -70,3 +70,9 @@ def test_a_bare_five_digit_number_is_a_weak_cpt_mention_and_a_place_is_no_code()
     assert (m.system, m.key, m.weak) == ("CPT", "20610", True)
     assert [x.key for x in find_mentions("cpt 93000 - 12 lead ekg, pt 67 yo")] == ["93000"]  # a dash and words
     assert [x.key for x in find_mentions("pt in bed C12 with A41.9 and R65.20")] == ["A419", "R6520"]
+
+
+def test_a_space_for_the_dot_is_a_weak_reading_beside_the_category():
+    found = find_mentions("Dx E78 5 - pt on atorvastatin")
+    assert [(m.key, m.weak) for m in found] == [("E785", True), ("E78", False)]
+    assert [m.key for m in find_mentions("I10 2 weeks ago")] == ["I10"]  # a unit after the number: no code

@@ -639,3 +639,35 @@ def test_how_a_question_asks_sizes_and_what_is_intact_or_finished_name_nothing(m
     assert codes(matcher, "L hip fx, intertrochanteric, displaced, closed - initial encounter")[0] == "S72.142A"
     assert codes(matcher, "Delivery note: 39w2d, spontaneous vaginal delivery, single liveborn")[:3] == ["O80", "Z37.0", "Z3A.39"] or \
         {"O80", "Z37.0", "Z3A.39"} <= set(codes(matcher, "Delivery note: 39w2d, spontaneous vaginal delivery, single liveborn"))
+
+
+def test_hypertension_heart_failure_and_ckd_in_different_sentences_are_one_combination(matcher):
+    found = codes(matcher, "Admitted with acute on chronic systolic heart failure. PMH HTN and CKD stage 4.")
+    assert found[:3] == ["I13.0", "I50.23", "N18.4"] and "I11.0" not in found[:3]
+    # the stage a hypertensive title spans ("stage 1 through stage 4") is still coded
+    assert codes(matcher, "HTN and CKD stage 4.")[:2] == ["I12.9", "N18.4"]
+
+
+def test_a_sepsis_takes_the_organism_written_with_its_source(matcher):
+    found = codes(matcher, "Coder Q: provider documents sepsis due to E. coli UTI. No septic shock. Codes?")
+    assert {"A41.51", "N39.0"} <= set(found[:3])
+    assert codes(matcher, "Pt has pneumonia due to klebsiella, no effusion.")[0] == "J15.0"
+
+
+def test_the_baby_a_mother_delivered_is_her_delivery_outcome(matcher):
+    found = codes(matcher, "Delivered a single live baby vaginally at 39 weeks; 2nd-degree perineal tear repaired.")
+    assert {"O70.1", "Z37.0", "Z3A.39"} <= set(found[:4]) and not any(c.startswith("Z38") for c in found[:4])
+    assert codes(matcher, "baby born at 34 weeks")[0] == "P07.37"  # the newborn's own record is unchanged
+
+
+def test_a_closing_quote_ends_a_sentence_and_what_is_no_finding_is_dropped(matcher):
+    found = codes(matcher, "Hi - doc wrote 'hypertensive heart disease with chronic diastolic CHF.' "
+                           "Kidney function is normal, no CKD. Which codes do I use?")
+    assert found[:2] == ["I11.0", "I50.32"]
+    # a visit label, a temperature, a test still pending and the provider's wish to bill name nothing
+    found = codes(matcher, "Office visit today - 'cough x5 days w/ fever 101.2, r/o pneumonia, CXR ordered, "
+                           "results pending.' Provider wants to bill today, what dx?")
+    assert {"R50.9"} <= set(found[:3]) and not any(c.startswith(("R94", "F31", "Z59", "J18")) for c in found)
+    # a dose and a phone number are no words of a title
+    found = codes(matcher, "Dx E78 5 - pt on atorvastatin 40 mg daily; call back 555-201-3344")
+    assert found[0] == "E78.5" and not any(c.startswith(("Y90", "I67")) for c in found)

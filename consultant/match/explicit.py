@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 # A letter, digit, digit/letter, then an optional dot and 1-4 alphanumerics.
+_SPACED_TAIL = re.compile(r" (\d[0-9A-Za-z]{0,3})(?![\w\-/]|\.\d)")
 _ICD = re.compile(r"(?<![A-Za-z0-9.\-/])([A-Za-z]\d[0-9A-Za-z])(?:\.?([0-9A-Za-z]{1,4}))?(?![A-Za-z0-9\-/]|\.\d)")
 _FIVE = re.compile(r"(?<![\w.\-/()])(\d{4}[0-9FTUftu])(?![\w\-/]|\.\d)")
 _HCPCS = re.compile(r"(?<![\w.\-/])([A-Va-v]\d{4})(?![\w\-/]|\.\d)")
@@ -52,7 +53,7 @@ class Mention:
     system: str  # ICD-10-CM, CPT, HCPCS, ICD-10-PCS (a guess from the shape)
     start: int
     hinted: bool = False  # the text names the system next to it
-    weak: bool = False  # a bare five-digit number: a code only if the code set has it
+    weak: bool = False  # a bare five-digit number, or "E78 5": a code only if the code set has it
 
 
 def find_mentions(text: str) -> list[Mention]:
@@ -108,6 +109,12 @@ def find_mentions(text: str) -> list[Mention]:
         key = (head + tail).upper()
         if key.startswith("ICD") or _NUMBER_CONTEXT.search(text[max(0, match.start() - 30) : match.start()]):
             continue  # "bed C12" is a place
+        spaced = None if tail else _SPACED_TAIL.match(text, match.end())
+        if spaced and not _UNITS.match(text[spaced.end() :]):
+            # "E78 5": a space for the dot, read as E78.5 only if the code set has it
+            add(Mention(raw + spaced.group(0), key + spaced.group(1).upper(), "ICD-10-CM", match.start(), weak=True),
+                spaced.end())
+            taken.pop()  # the category alone stays a reading of its own
         add(Mention(raw, key, "ICD-10-CM", match.start()), match.end())
 
     for match in _FIVE.finditer(text):

@@ -68,7 +68,13 @@ _ORGANISM_FIRST = re.compile(
 # ... and so is the infection a sepsis came from ("sepsis due to pneumococcal pneumonia": J13 beside
 # the sepsis; the sentence taken whole still finds the sepsis named by its organism, A40.3)
 _SOURCE = re.compile(r"(?<=sepsis)\s+(?:due\s+to|secondary\s+to|from|caused\s+by)\s+(?=\w)", re.IGNORECASE)
-_SENTENCE = re.compile(r"[.!?]+(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
+# ... and when the source is written with its organism ("sepsis due to E. coli UTI"), the sepsis is
+# named by that organism too (A41.51 beside N39.0): the organism is said for both
+_SOURCE_ORGANISM = re.compile(
+    rf"\b(sepsis|septicemia)\s+(?:due\s+to|secondary\s+to|from|caused\s+by)\s+((?:{_ORGANISMS})\.?)(?=\s+[a-z])",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"[.!?]+['\"\u2019\u201d)]*(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
 # ... and at what a test found: "screening colonoscopy found a polyp" is the screening and
 # the polyp (guideline I.C.21.c.5), "CT showed no bleed" a test and a negated finding.
 _CLAUSE = re.compile(
@@ -167,7 +173,8 @@ _LABEL = re.compile(
     r"office|inpatient|outpatient|derm|dermatology|cardiology|transplant clinic|plastics|"
     r"cardio|ortho|orthopedics|peds|pediatrics|ob|ob/gyn|gyn|psych|psychiatry|neuro|neurology|onc|oncology|pulm|"
     r"nephrology|endo|ophtho|pcp|telehealth|hpi|cc|chief complaint|coder|coding|coder question|coding question|"
-    r"coder q|coding q|question|q))(?i:\s+(?:note|visit|triage|consult|follow-up|f/u|eval|evaluation))?\s*:(?=\s)"
+    r"coder q|coding q|question|q))(?i:\s+(?:note|visit|triage|consult|follow-up|f/u|eval|evaluation))?"
+    r"(?i:\s+(?:today|yesterday))?\s*(?::|\s-|\s\u2013)(?=\s)"
 )
 _ONLY_CONFIRMING = {"diagnosis", "assessment", "impression", "dx", "final"}
 _DIAGNOSIS_LEAD = re.compile(r"\s*(?:final\s+)?(?:diagnosis|assessment|impression|dx|a/p|assessment and plan)\b", re.IGNORECASE)
@@ -188,7 +195,16 @@ _ASKING = re.compile(
     r"|(?:dx|icd[- ]?10|diagnosis)\s+codes?(?:\s+for)?"
     r"|(?:what(?:'s|s| is)?|which)\s+(?:is\s+)?(?:the\s+)?(?:dx|diagnosis)"
     r"|(?:do|can|should)\s+(?:i|we)(?:\s+still)?(?:\s+need(?:\s+to)?)?(?:\s+(?:use|code|bill|report))?(?:\s+a)?"
-    r"(?:\s+separate)?)\b\??",
+    r"(?:\s+separate)?"
+    # who wrote it down is no finding either ("provider documents sepsis", "doc wrote ...")
+    r"|(?:the\s+)?(?:provider|physician|doctor|doc|attending|surgeon|dr\.?(?:\s+[a-z]+)?)\s+"
+    r"(?:documents|documented|wrote|writes|charted|charts|states|stated|diagnosed|dx'?d)"
+    r"(?:\s+(?:that|(?:the\s+)?(?:patient|pt)\s+has))?"
+    r"|(?:(?:the\s+)?(?:provider|physician|doctor|doc|practice|office|clinic)\s+)?wants?\s+to\s+(?:bill|code|submit)"
+    r"(?:\s+(?:it|this|today))?"
+    # a test still to be done or read says nothing yet ("CXR ordered, results pending")
+    r"|(?:results?|labs?|cultures?|tests?|studies|imaging|work-?up|cxr|x-?rays?|ct|mri|ultrasound|ekg|ecg|echo)"
+    r"\s+(?:(?:is|are|was|were)\s+)?(?:ordered|pending|sent|scheduled|requested|to\s+follow|drawn))\b\??",
     re.IGNORECASE,
 )
 
@@ -201,10 +217,16 @@ def _asked(match: re.Match[str]) -> str:
 
 # a wound's or a polyp's size ("3 cm lac"): no word of a title, and "1-3 cm" would read as a
 # kidney's "moderate laceration"
-_SIZE = re.compile(r"\b\d+(?:\.\d+)?\s?(?:cm|mm)\b", re.IGNORECASE)
+# ... nor is a dose ("40 mg": no blood alcohol level of 40 mg) or a phone number
+_SIZE = re.compile(
+    r"\b\d+(?:\.\d+)?\s?(?:cm|mm|mg|mcg|ml|units?|iu|meq)\b"
+    r"|(?:\b(?:call(?:\s+back)?|phone|tel|cell|fax)\s*:?\s*(?:at\s+)?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b",
+    re.IGNORECASE,
+)
 # a lab's value is no word of a title ("A1c 9.8" is not "9" and "8")
 _LAB_VALUE = re.compile(
-    r"\b((?:hb)?a1c|glucose|bg|ldl|tsh|inr|egfr|gfr|creatinine|potassium|sodium)\s*(?:of|was|is|=|:)?\s*\d+(?:\.\d+)?\s*%?",
+    r"\b((?:hb)?a1c|glucose|bg|ldl|tsh|inr|egfr|gfr|creatinine|potassium|sodium|fever|temp|temperature|tmax)"
+    r"\s*(?:of|was|is|=|:)?\s*\d+(?:\.\d+)?\s*(?:%|\u00b0?\s?[fc]\b)?",
     re.IGNORECASE,
 )
 # "62F", "45 yo M", "(2019)": who and when; no word of a title ("2019" is no COVID-19)
@@ -220,6 +242,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     text = _LABEL.sub(" ", text)
     out: list[Clause] = []
     text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
+    text = _SOURCE_ORGANISM.sub(r"\1 due to \2, \2", text)
     text = _SOURCE.sub(", ", _ORGANISM.sub(", ", _ORGANISM_FIRST.sub(r"\2\3, \1", text)))
     labelled = False  # the sentence follows "Assessment:" / "Diagnosis:"
     for number, sentence in enumerate(_SENTENCE.split(text)):

@@ -42,7 +42,7 @@ from consultant.match.rules import (
     with_symptom_sibling,
 )
 from consultant.match.search import Hit, make_query
-from consultant.match.text import STOPWORDS, Caseless, stem, tokenize, tokens_remembered, words
+from consultant.match.text import STOPWORDS, Caseless, is_compound, stem, tokenize, tokens_remembered, words
 
 MAX_CODES = 15
 # Searches remembered across questions (memo.SearchMemo): a remembered one is
@@ -67,6 +67,12 @@ _PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|p
 # "single liveborn" alone is a delivery's outcome (Z37.0), a word of the mother's record
 _NEWBORN = Caseless(
     r"\b(newborn|neonat\w*|infant|baby|twin|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born)\b"
+)
+# ... and so is the baby a mother delivered ("Delivered a healthy baby girl at 39 weeks"): her record
+_MOTHERS_DELIVERY = re.compile(
+    r"\b(?:deliver(?:ed|s|y\s+of)|gave\s+birth\s+to)\s+(?:(?:a|an|her|one|single|healthy|live|viable|term|full-term)\s+)*"
+    r"(?:baby|infant|liveborn)(?:\s+(?:boy|girl))?\b",
+    re.IGNORECASE,
 )
 # Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
 _OBSTETRIC = Caseless(
@@ -96,8 +102,9 @@ _INJURY = Caseless(
     r"frostbite|effect\w*|adverse|complication\w*|sequela\w*|late effect|encounter|pulled|tear|torn|rupture\w*|"
     r"displace\w*|subluxation|avulsion|hematoma|black eye|shot|gunshot|stab\w*|drown\w*|electr\w*|exposure)\b")
 _PERINATAL = Caseless(
-    r"\b(newborn|neonat\w*|infant|baby|twin|triplet|liveborn|born|preemie|premature|preterm|nicu|perinatal|"
-    r"birth|fetal|fetus|days? old|weeks? old)\b")
+    r"\b(newborn|neonat\w*|infant|baby|twin|triplet|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl))|born|"
+    r"preemie|premature|preterm|nicu|perinatal|"
+    r"(?<!live )birth|fetal|fetus|days? old|weeks? old)\b")  # a live birth is the mother's outcome (Z37)
 # Words of a question about a code rather than about a patient ("Is E11.9
 # still valid?", "what does H40.1131 mean", "M17.11 vs M17.12 - which one"):
 # beside an explicit code they are not findings.
@@ -303,6 +310,8 @@ class CodeMatcher:
                 row = self._pad_placeholder(m.key)
             if row is not None:
                 found.append((row, m))
+        if any(m.weak and m.system == ICD for _, m in found):
+            found = [(row, m) for row, m in found if m.weak]  # "E78 5" is E78.5, not the category E78
         hinted = [(row, m) for row, m in found if m.hinted]
         if hinted:
             return hinted[:1]
@@ -376,6 +385,7 @@ class CodeMatcher:
         bmi = _bmi_code(text)
         if bmi is not None:
             text = _BMI.sub(" ", text)  # the number is coded by _bmi_code, never matched as a word
+        text = _MOTHERS_DELIVERY.sub("delivered a single liveborn", text)
         clauses = split_clauses(text, self.lexicon)
         if not clauses:
             return [], []
@@ -496,6 +506,18 @@ class CodeMatcher:
                 alone = not any(o is not c and not (o.negated or o.uncertain) for o in clauses)
                 hits = [h for h in wide if idx.key[h.row].startswith(ORGANISM_ALONE if alone else ORGANISM_CAUSE)][:12]
                 cause = 0.0 if alone else ORGANISM_AFTER
+                prev = clauses[number - 1] if number else None
+                if prev is not None and prev.sentence == c.sentence and not (prev.negated or prev.uncertain or prev.history):
+                    # the condition just before, named by this organism ("sepsis due to E. coli" -> A41.51),
+                    # however much else the sentence says
+                    both = self._search(prev.words + c.words, group=group, extra=extra, encounter=encounter,
+                                        neg=neg_tokens, default_type2=default_type2, context=context)
+                    if both and both[0].score >= 0.55 and not idx.key[both[0].row].startswith(ORGANISM_ALONE):
+                        mine = {idx.vocab[t] for t in content if t in idx.vocab}
+                        theirs = {idx.vocab[t] for t in tokenize(" ".join(prev.words)) if t in idx.vocab}
+                        if both[0].matched & mine and both[0].matched & theirs:
+                            offer(both[0], 1.0 + both[0].score * 0.5, ("c", number - 1),
+                                  [f"'{prev.text}' due to '{c.text}'"])
             if "screening" in c.words:
                 # a screening is coded as the screening (Z11-Z13), never as the disease looked for
                 hits = [h for h in hits if "screening" in idx.official[h.row].lower()]
@@ -517,7 +539,10 @@ class CodeMatcher:
             main = clause_tops.get(number)
             if main is not None and (main.score >= REPORT_FLOOR or main.dcov >= FULL_NAME):
                 refs = _additional_refs(idx, main.row)
-                left = {t for t in tokenize(" ".join(c.words))} - {self._token(t) for t in main.matched}
+                # a stage the best code's title spans ("stage 1 through stage 4") is still the
+                # additional code's to say (I12.9 with CKD stage 4 -> N18.4)
+                left = {t for t in tokenize(" ".join(c.words))} - {
+                    t for t in map(self._token, main.matched) if not is_compound(t)}
                 left -= FILLER_TOKENS
                 if refs != ("\0",) and any(t in idx.vocab for t in left):
                     extra_hits = [

@@ -24,13 +24,14 @@ HYPERTENSIVE_HEART = frozenset({"I514", "I515", "I516", "I517", "I5189", "I519"}
 def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str]) -> list[tuple[str, str, str]]:
     """(code key, replaces-prefix, evidence) for combination codes implied by `keys`."""
     out: list[tuple[str, str, str]] = []
-    ckd = [k for k in keys if k.startswith("N18")]
+    # a hypertensive code that says CKD or heart failure says it for the combinations too
+    ckd = [k for k in keys if k.startswith(("N18", "I12", "I13"))]
     diabetes = [k for k in keys if k[:3] in ("E08", "E09", "E10", "E11", "E13")]
     hypertension = any(k.startswith(("I10", "I11", "I12", "I13", "I15", "I16")) for k in keys) or "hypertension" in text_tokens
-    heart_failure = [k for k in keys if k.startswith("I50")]
+    heart_failure = [k for k in keys if k.startswith(("I50", "I110", "I130", "I132"))]
     # I11 and I13 also take the heart diseases of I51.4-I51.7, I51.89, I51.9 "due to hypertension"
     heart = [k for k in keys if k in HYPERTENSIVE_HEART]
-    stage5 = any(k in ("N185", "N186") for k in ckd)
+    stage5 = any(k in ("N185", "N186", "I120", "I132", "I1311") for k in ckd)
     if diabetes and ckd:
         cat = diabetes[0][:3]
         out.append((cat + "22", cat, "diabetes with chronic kidney disease: combination code, stage coded separately"))
