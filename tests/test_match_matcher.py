@@ -671,3 +671,12 @@ def test_a_closing_quote_ends_a_sentence_and_what_is_no_finding_is_dropped(match
     # a dose and a phone number are no words of a title
     found = codes(matcher, "Dx E78 5 - pt on atorvastatin 40 mg daily; call back 555-201-3344")
     assert found[0] == "E78.5" and not any(c.startswith(("Y90", "I67")) for c in found)
+
+
+def test_a_condition_a_drug_caused_is_that_condition_and_the_drugs_adverse_effect(matcher):
+    found = codes(matcher, "rash from amoxicillin")
+    assert found[:2] == ["R21", "T36.0X5A"]  # the effect first, then the drug's adverse effect
+    assert codes(matcher, "hypotension after starting lisinopril")[:2] == ["I95.2", "T46.4X5A"]
+    assert "T36.0X5A" in codes(matcher, "pt with hives after a dose of penicillin")[:3]
+    assert codes(matcher, "no rash from amoxicillin") == []  # nothing the drug did
+    assert codes(matcher, "Tylenol overdose")[0] == "T39.1X1A"  # a poisoning stays a poisoning

@@ -233,9 +233,43 @@ _LAB_VALUE = re.compile(
 _AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d\d\)")
 
 
+# A condition a drug caused is that condition "due to drugs" and the drug's adverse effect (T36-T50,
+# 5th or 6th character 5; guideline I.C.19.e.5.a): "rash from amoxicillin", "hypotension after starting
+# metoprolol", "steroid-induced hyperglycemia". The drugs are the lexicon's, named there by their class.
+_CAUSED_BY_DRUG = (r"(?:from|due\s+to|secondary\s+to|caused\s+by|attributed\s+to|since\s+starting(?:\s+on)?|"
+                   r"after\s+(?:starting|beginning)(?:\s+on)?|after\s+(?:a|the|his|her)\s+(?:first\s+)?dose\s+of|"
+                   r"on\s+day\s+\d+\s+of|with)")
+_NEGATED_BEFORE = re.compile(r"\b(?:no|not|denies|denied|without|negative|never|ruled)\b[^,.;:]*$", re.IGNORECASE)
+_drug_patterns: dict[int, tuple[re.Pattern[str], re.Pattern[str]] | None] = {}
+
+
+def _drug_effects(text: str, lexicon: Lexicon) -> str:
+    patterns = _drug_patterns.get(id(lexicon), ())
+    if patterns == ():
+        names = sorted({" ".join(r.phrase) for r in lexicon.rules if r.kind == "drug" and "adverse" in r.ctx},
+                       key=len, reverse=True)
+        drugs = "|".join(re.escape(n).replace(r"\ ", r"[\s-]+") for n in names)
+        patterns = _drug_patterns[id(lexicon)] = (
+            re.compile(rf"\b({drugs})-?\s*(?:induced|related|associated)\s+([a-z][a-z ]*[a-z])", re.IGNORECASE),
+            re.compile(rf"(?<=[a-z])\s+{_CAUSED_BY_DRUG}\s+({drugs})\b", re.IGNORECASE),
+        ) if names else None
+    if patterns is None:
+        return text
+    induced, caused = patterns
+
+    def effect(match: re.Match[str], drug: str, condition: str = "") -> str:
+        if _NEGATED_BEFORE.search(match.string[: match.start()]):
+            return match.group(0)  # "no rash from amoxicillin": nothing the drug did
+        return f"{condition} due to drugs, adverse effect of {drug}"
+
+    text = induced.sub(lambda m: effect(m, m.group(1), m.group(2)), text)
+    return caused.sub(lambda m: effect(m, m.group(1)), text)
+
+
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
     text = _LAB_VALUE.sub(r"\1", _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text))))
+    text = _drug_effects(text, lexicon)
     text = _SIZE.sub(" ", _ASKING.sub(_asked, text))
     admitted = bool(_ADMITTED.search(text))
     inpatient = bool(INPATIENT.search(text)) and (admitted or not _OUTPATIENT.search(text))

@@ -102,7 +102,7 @@ _INJURY = Caseless(
     r"frostbite|effect\w*|adverse|complication\w*|sequela\w*|late effect|encounter|pulled|tear|torn|rupture\w*|"
     r"displace\w*|subluxation|avulsion|hematoma|black eye|shot|gunshot|stab\w*|drown\w*|electr\w*|exposure)\b")
 _PERINATAL = Caseless(
-    r"\b(newborn|neonat\w*|infant|baby|twin|triplet|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl))|born|"
+    r"\b(newborn|neonat\w*|infant|baby|twin|triplet|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born|"
     r"preemie|premature|preterm|nicu|perinatal|"
     r"(?<!live )birth|fetal|fetus|days? old|weeks? old)\b")  # a live birth is the mother's outcome (Z37)
 # Words of a question about a code rather than about a patient ("Is E11.9
@@ -501,7 +501,8 @@ class CodeMatcher:
             wide = self._search(c.words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
                                 default_type2=default_type2, context=context, limit=60)
             hits = wide[:12]
-            cause = 0.0  # an organism's code is listed after the condition it caused
+            # an organism's code is listed after the condition it caused, and so is a drug's adverse effect
+            cause = ORGANISM_AFTER if c.words[:3] == ("adverse", "effect", "of") else 0.0
             if content <= ORGANISM_TOKENS:
                 alone = not any(o is not c and not (o.negated or o.uncertain) for o in clauses)
                 hits = [h for h in wide if idx.key[h.row].startswith(ORGANISM_ALONE if alone else ORGANISM_CAUSE)][:12]
