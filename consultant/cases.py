@@ -167,6 +167,13 @@ _FINISH = Prepared(
 Started = Attempt | CaseStatus | None
 
 
+class TriedBefore:
+    """A case to be answered alone: an earlier attempt at it never finished (`begin_attempt`)."""
+
+
+TRIED_BEFORE = TriedBefore()
+
+
 def flag_case(conn: Connection, case_id: int, flag: str) -> None:
     """Add `flag` to the case's flags (staff see them on the case page), once."""
     flags = conn.execute(select(CASE.c.flags).where(CASE.c.id == case_id)).scalar()
@@ -182,10 +189,14 @@ def start_attempt(engine: Engine, case_id: int, *, holder: str, now: datetime) -
         return begin_attempt(conn, case_id, holder=holder, now=now)
 
 
-def begin_attempt(conn: Connection, case_id: int, *, holder: str, now: datetime) -> Started:
+def begin_attempt(conn: Connection, case_id: int, *, holder: str, now: datetime,
+                  alone_if_tried: bool = False) -> Started | TriedBefore:
     """`start_attempt` in the caller's transaction: the answering path starts the next
-    claimed case in the transaction that closes the one before (one commit fewer per case;
-    the mark is still committed before that case's work begins)."""
+    claimed chunk in the transaction that closes the one before (one commit per chunk;
+    the marks are still committed before those cases' work begins). With `alone_if_tried`,
+    a case an earlier attempt never finished is not marked but returned as TRIED_BEFORE: it
+    is to be answered alone (`start_attempt`), so that only a case that kills its worker
+    again counts that attempt, never the cases begun beside it."""
     row = _READ_ATTEMPT.run(conn, {"p_id": case_id}).first()
     if row is None or not _claim_holds(row.status, row.claimed_by, row.claimed_until, holder=holder, now=now):
         return None
@@ -193,6 +204,8 @@ def begin_attempt(conn: Connection, case_id: int, *, holder: str, now: datetime)
     if flags.count(_ATTEMPT) >= POISON_AFTER:
         _POISON.run(conn, {"p_id": case_id, "p_now": now, "p_flags": [f for f in flags if f != _ATTEMPT]})
         return CaseStatus.quarantined
+    if alone_if_tried and _ATTEMPT in flags:
+        return TRIED_BEFORE
     flags.append(_ATTEMPT)
     _SET_FLAGS.run(conn, {"p_id": case_id, "p_flags": flags})
     return Attempt(
@@ -226,6 +239,22 @@ def finish_attempt(
         raise ClaimLost(attempt.id)
 
 
+_FAIL = Prepared(
+    update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.status == CaseStatus.received).values(
+        status=typed_param("p_status", CASE.c.status), reason=bindparam("p_reason"), error=bindparam("p_error"),
+        updated_at=typed_param("p_now", CASE.c.updated_at), flags=typed_param("p_flags", CASE.c.flags),
+    )
+)
+
+
+def fail_attempt(conn: Connection, attempt: Attempt, status: CaseStatus, reason: str, *, now: datetime,
+                 error: str = "") -> None:
+    """Close a case whose answering failed (`failed`, or `quarantined` for the sender's fault), in the
+    caller's transaction: what `close_case` does for a case read into a session."""
+    _FAIL.run(conn, {"p_id": attempt.id, "p_status": status, "p_reason": reason, "p_error": error, "p_now": now,
+                     "p_flags": [f for f in attempt.flags if f != _ATTEMPT]})
+
+
 def close_case(
     session: Session, case: Case, status: CaseStatus, *, now: datetime, reason: str = "", **fields: Any
 ) -> None:
@@ -246,6 +275,25 @@ def claim_cases(engine: Engine, *, holder: str, limit: int, ttl: timedelta, now:
 def release_cases(engine: Engine, ids: list[int], *, holder: str, now: datetime) -> None:
     """Give back `holder`'s claims on those of `ids` still `received` (`Claim.release`)."""
     _CLAIM.release(engine, ids, holder=holder, now=now)
+
+
+_UNBEGIN = Prepared(
+    update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.status == CaseStatus.received,
+                       CASE.c.claimed_by == bindparam("p_holder")).values(flags=typed_param("p_flags", CASE.c.flags))
+)
+
+
+def unbegin(engine: Engine, attempts: list[Attempt], *, holder: str) -> None:
+    """Take back the attempt marks of cases begun but never worked on (a pass that stopped
+    before reaching them): no worker died on them, so no attempt may count towards poison."""
+    if not attempts:
+        return
+    with engine.begin() as conn:
+        for attempt in attempts:
+            flags = list(attempt.flags)
+            if _ATTEMPT in flags:
+                del flags[len(flags) - 1 - flags[::-1].index(_ATTEMPT)]
+            _UNBEGIN.run(conn, {"p_id": attempt.id, "p_holder": holder, "p_flags": flags})
 
 
 _QUESTIONS = (

@@ -483,3 +483,70 @@ def test_a_background_sender_shares_a_burst_over_its_connections(engine) -> None
     recipients = [m.recipients[0] for t in made for m in t.sent]
     assert sorted(recipients) == sorted(f"b{n}@clinic.example" for n in range(60))  # each exactly once
     assert services.sender.sent == 60
+
+
+def test_a_case_failing_inside_its_chunks_transaction_leaves_no_trace_and_the_rest_commit(db_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A chunk's questions are answered in one transaction, each in a savepoint: an error after one
+    case charged its sender and wrote its reply rolls back that case alone, which closes as failed."""
+    import consultant.pipeline as pipeline
+
+    real = pipeline.enqueue_reply
+
+    def enqueue(conn, case_id, target, **kwargs):  # type: ignore[no-untyped-def]
+        real(conn, case_id, target, **kwargs)  # the reply row is written, then the case fails
+        if target.to == "b@clinic.example":
+            raise RuntimeError("render exploded")
+
+    monkeypatch.setattr(pipeline, "enqueue_reply", enqueue)
+    services = make_services(db_engine)
+    for sender in ("a@clinic.example", "b@clinic.example", "c@clinic.example"):
+        services.inbox.deliver(question("What is 62310?", sender=sender))
+    summary = run_once(services, now=lambda: NOW)
+    assert summary.statuses == {"answered": 2, "failed": 1}
+    first, second, third = cases_of(db_engine)
+    assert (second.status, second.reason, second.flags) == (CaseStatus.failed, "internal_error", [])
+    assert first.status == third.status == CaseStatus.answered and first.flags == third.flags == []
+    with Session(db_engine) as session:
+        assert sorted(r.recipient for r in session.exec(select(Outbox)).all()) == ["a@clinic.example",
+                                                                                  "c@clinic.example"]
+        assert session.exec(select(Account).where(Account.email == "b@clinic.example")).first() is None or \
+            session.exec(select(Account).where(Account.email == "b@clinic.example")).one().answered == 0
+
+
+def test_one_senders_questions_in_a_chunk_keep_their_order_for_the_quota(db_engine) -> None:
+    services = make_services(db_engine)  # a guest: one answered question
+    services.inbox.deliver(question("What is 62310?", sender="z@clinic.example", message_id="<1@clinic.example>"))
+    services.inbox.deliver(question("What is 62310?", sender="a@clinic.example", message_id="<2@clinic.example>"))
+    services.inbox.deliver(question("What is E11.9?", sender="z@clinic.example", message_id="<3@clinic.example>"))
+    run_once(services, now=lambda: NOW)
+    first, other, later = cases_of(db_engine)
+    assert (first.status, other.status, later.status) == (CaseStatus.answered, CaseStatus.answered,
+                                                          CaseStatus.over_quota)
+
+
+def test_a_pass_that_stops_takes_back_the_attempt_marks_of_cases_it_never_reached(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The next chunk is begun in the transaction that answers this one; when the pass stops
+    before answering it, those cases count no attempt towards poison."""
+    import consultant.pipeline as pipeline
+    from sqlalchemy.exc import OperationalError
+
+    services = make_services(engine)
+    for n in range(25):  # three chunks of ten
+        services.inbox.deliver(question("What is 62310?", sender=f"p{n}@clinic.example"))
+    calls = {"n": 0}
+    real = pipeline._answer_group
+
+    def group(services, attempts, following, started, *, now):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OperationalError("UPDATE", {}, Exception("database went away"))
+        return real(services, attempts, following, started, now=now)
+
+    monkeypatch.setattr(pipeline, "_answer_group", group)
+    with pytest.raises(OperationalError):
+        run_once(services, now=lambda: NOW)
+    statuses = [(c.status, c.flags) for c in cases_of(engine)]
+    assert statuses[:10] == [(CaseStatus.answered, [])] * 10
+    assert statuses[10:] == [(CaseStatus.received, [])] * 15  # begun with the first chunk, never worked on
+    run_once(services, now=lambda: NOW + timedelta(minutes=1))
+    assert [c.status for c in cases_of(engine)] == [CaseStatus.answered] * 25
