@@ -680,3 +680,19 @@ def test_a_condition_a_drug_caused_is_that_condition_and_the_drugs_adverse_effec
     assert "T36.0X5A" in codes(matcher, "pt with hives after a dose of penicillin")[:3]
     assert codes(matcher, "no rash from amoxicillin") == []  # nothing the drug did
     assert codes(matcher, "Tylenol overdose")[0] == "T39.1X1A"  # a poisoning stays a poisoning
+
+
+def test_the_patients_other_conditions_replaced_joints_doses_and_drug_classes(matcher):
+    # "X in a pt on Y": the patient's drug and valve are findings of their own, not words of X's title
+    found = codes(matcher, "Nosebleed x 2 hrs in pt on long-term warfarin for mechanical mitral valve.")
+    assert {"R04.0", "Z79.01"} <= set(found[:4])
+    assert codes(matcher, "R hip was replaced in 2020")[0] == "Z96.641"
+    assert codes(matcher, "had her right knee replaced last year")[0] == "Z96.651"
+    # a dose and how often it is taken are no words ("daily" is no new daily persistent headache)
+    found = codes(matcher, "RA on MTX 15 mg weekly and prednisone 5 mg daily.")
+    assert "M06.9" in found[:3] and "G44.52" not in found
+    # drugs named by their class beside an overdose or an adverse effect, never beside a treatment
+    assert "T43.222A" in codes(matcher, "Intentional OD of ~30 sertraline tabs, suicide attempt.")[:4]
+    assert codes(matcher, "statin induced myopathy")[:2] in (["G72.0", "T46.6X5A"], ["T46.6X5A", "G72.0"])
+    assert not any(c.startswith("T") for c in codes(matcher, "hypertension controlled with metoprolol"))
+    assert codes(matcher, "toddler got into grandma's Tylenol by accident")[0] == "T39.1X1A"

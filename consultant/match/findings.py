@@ -217,9 +217,12 @@ def _asked(match: re.Match[str]) -> str:
 
 # a wound's or a polyp's size ("3 cm lac"): no word of a title, and "1-3 cm" would read as a
 # kidney's "moderate laceration"
-# ... nor is a dose ("40 mg": no blood alcohol level of 40 mg) or a phone number
+# ... nor is a dose with how often it is taken ("40 mg daily": no blood alcohol level of 40 mg,
+# no new daily persistent headache) or a phone number
 _SIZE = re.compile(
     r"\b\d+(?:\.\d+)?\s?(?:cm|mm|mg|mcg|ml|units?|iu|meq)\b"
+    r"(?:\s+(?:po\s+|iv\s+|sq\s+|im\s+)?(?:daily|nightly|weekly|monthly|bid|tid|qid|qd|qhs|qam|qpm|prn|once|twice)"
+    r"(?:\s+(?:a|per)\s+(?:day|week|month))?\b)?"
     r"|(?:\b(?:call(?:\s+back)?|phone|tel|cell|fax)\s*:?\s*(?:at\s+)?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b",
     re.IGNORECASE,
 )
@@ -238,7 +241,8 @@ _AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d
 # metoprolol", "steroid-induced hyperglycemia". The drugs are the lexicon's, named there by their class.
 _CAUSED_BY_DRUG = (r"(?:from|due\s+to|secondary\s+to|caused\s+by|attributed\s+to|since\s+starting(?:\s+on)?|"
                    r"after\s+(?:starting|beginning)(?:\s+on)?|after\s+(?:a|the|his|her)\s+(?:first\s+)?dose\s+of|"
-                   r"on\s+day\s+\d+\s+of|with)")
+                   r"on\s+day\s+\d+\s+of)")
+_NOT_CONDITION = r"(?:from|due|for|with|on|after|since|in|of|and|but|while)\b"
 _NEGATED_BEFORE = re.compile(r"\b(?:no|not|denies|denied|without|negative|never|ruled)\b[^,.;:]*$", re.IGNORECASE)
 _drug_patterns: dict[int, tuple[re.Pattern[str], re.Pattern[str]] | None] = {}
 
@@ -250,7 +254,8 @@ def _drug_effects(text: str, lexicon: Lexicon) -> str:
                        key=len, reverse=True)
         drugs = "|".join(re.escape(n).replace(r"\ ", r"[\s-]+") for n in names)
         patterns = _drug_patterns[id(lexicon)] = (
-            re.compile(rf"\b({drugs})-?\s*(?:induced|related|associated)\s+([a-z][a-z ]*[a-z])", re.IGNORECASE),
+            re.compile(rf"\b({drugs})-?\s*(?:induced|related|associated)\s+((?:(?!{_NOT_CONDITION})[a-z]+\b\s?){{1,4}})",
+                       re.IGNORECASE),
             re.compile(rf"(?<=[a-z])\s+{_CAUSED_BY_DRUG}\s+({drugs})\b", re.IGNORECASE),
         ) if names else None
     if patterns is None:
@@ -260,16 +265,31 @@ def _drug_effects(text: str, lexicon: Lexicon) -> str:
     def effect(match: re.Match[str], drug: str, condition: str = "") -> str:
         if _NEGATED_BEFORE.search(match.string[: match.start()]):
             return match.group(0)  # "no rash from amoxicillin": nothing the drug did
-        return f"{condition} due to drugs, adverse effect of {drug}"
+        return f"{condition.strip()} due to drugs, adverse effect of {drug}" + (" " if condition else "")
 
     text = induced.sub(lambda m: effect(m, m.group(1), m.group(2)), text)
     return caused.sub(lambda m: effect(m, m.group(1)), text)
 
 
+# "nosebleed in a pt on warfarin", "acute bronchitis in a patient with COPD": the patient's other
+# conditions are findings of their own, not words of the first one's title
+_IN_A_PATIENT = re.compile(
+    r"\s+in\s+(?:a|an|the|this|our)?\s*(?:\d{1,3}\s*(?:yo|y/o|year[- ]old)\s+)?"
+    r"(?:pt|patient|man|woman|male|female|child|kid|lady|gentleman)\s+(?=(?:with|on|who|w/)\b)",
+    re.IGNORECASE,
+)
+# a joint that was replaced is there as an artificial joint (Z96.6-): "R hip was replaced in 2020"
+_REPLACED_JOINT = re.compile(
+    r"\b(hip|knee|shoulder|elbow|wrist|ankle)s?\s+(?:(?:was|were|has\s+been|had\s+been|got|been)\s+)?replaced\b",
+    re.IGNORECASE,
+)
+
+
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
     text = _LAB_VALUE.sub(r"\1", _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text))))
-    text = _drug_effects(text, lexicon)
+    text = _drug_effects(_IN_A_PATIENT.sub(", patient ", text), lexicon)
+    text = _REPLACED_JOINT.sub(r"presence of artificial \1 joint", text)
     text = _SIZE.sub(" ", _ASKING.sub(_asked, text))
     admitted = bool(_ADMITTED.search(text))
     inpatient = bool(INPATIENT.search(text)) and (admitted or not _OUTPATIENT.search(text))
