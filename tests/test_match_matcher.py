@@ -696,3 +696,22 @@ def test_the_patients_other_conditions_replaced_joints_doses_and_drug_classes(ma
     assert codes(matcher, "statin induced myopathy")[:2] in (["G72.0", "T46.6X5A"], ["T46.6X5A", "G72.0"])
     assert not any(c.startswith("T") for c in codes(matcher, "hypertension controlled with metoprolol"))
     assert codes(matcher, "toddler got into grandma's Tylenol by accident")[0] == "T39.1X1A"
+
+
+def test_a_pregnant_patients_conditions_get_their_chapter_15_code_first(matcher):
+    found = codes(matcher, "18 weeks pregnant, known hypothyroidism on levothyroxine. No gestational diabetes.")
+    assert {"O99.282", "E03.9", "Z3A.18"} <= set(found[:4]) and found.index("O99.282") < found.index("E03.9")
+    assert codes(matcher, "24 weeks pregnant, c/o dysuria; dx acute cystitis, culture grew E. coli")[:2] == \
+        ["O23.12", "N30.00"]
+    assert "O10.013" in codes(matcher, "pregnant at 30 weeks with chronic hypertension")[:3]
+    # not when the pregnancy is denied, nor after the delivery, nor in the newborn's record
+    assert not any(c.startswith("O") for c in codes(matcher, "UTI. Pregnancy test negative.")[:1])
+    assert codes(matcher, "postpartum depression 5 weeks after delivery")[0] == "F53.0"
+    assert codes(matcher, "IDM - mom had gestational diabetes")[0] == "P70.0"
+
+
+def test_gestational_diabetes_is_coded_by_its_treatment_whatever_the_weeks_say(matcher):
+    found = codes(matcher, "G2P1 at 28 weeks with gestational diabetes, now needing insulin. No preeclampsia.")
+    assert found[0] == "O24.414" and "Z79.4" not in found[:2]
+    assert codes(matcher, "GDM on metformin, 32 weeks")[0] == "O24.415"
+    assert codes(matcher, "gestational diabetes at 30 weeks")[0] == "O24.419"

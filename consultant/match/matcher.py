@@ -37,6 +37,7 @@ from consultant.match.lexicon import Lexicon
 from consultant.match.memo import SearchMemo
 from consultant.match.rules import (
     combination_codes,
+    pregnancy_codes,
     excluded_together,
     same_category_allowed,
     with_symptom_sibling,
@@ -66,7 +67,7 @@ _PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|p
                       r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus|deliver\w*)\b")
 # "single liveborn" alone is a delivery's outcome (Z37.0), a word of the mother's record
 _NEWBORN = Caseless(
-    r"\b(newborn|neonat\w*|infant|baby|twin|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born)\b"
+    r"\b(newborn|neonat\w*|infant|baby|twin|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born|idm)\b"
 )
 # ... and so is the baby a mother delivered ("Delivered a healthy baby girl at 39 weeks"): her record
 _MOTHERS_DELIVERY = re.compile(
@@ -74,6 +75,9 @@ _MOTHERS_DELIVERY = re.compile(
     r"(?:baby|infant|liveborn)(?:\s+(?:boy|girl))?\b",
     re.IGNORECASE,
 )
+# After the delivery a condition complicates the puerperium, not the pregnancy (and postpartum
+# depression is F53.0 alone): no "complicating pregnancy" code is added then
+_PUERPERIUM = Caseless(r"\b(postpartum|post-partum|puerper\w*|after (?:the |her )?delivery|pp day|postnatal)\b")
 # Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
 _OBSTETRIC = Caseless(
     r"\b(pregnan\w*|gestation\w*|trimester|gravid\w*|g\d\s*p\d|prenatal|antepartum|antenatal|postpartum|"
@@ -652,6 +656,9 @@ class CodeMatcher:
                 cand.report = False
                 cand.rank_key -= 0.6
         self._apply_rules(cands, positive_tokens)
+        if (pregnancy and not _PUERPERIUM.found(text)
+                and any(_PREGNANCY.found(c.text) for c in clauses if not (c.negated or c.history or c.family))):
+            self._in_pregnancy(cands, weeks)
         for row in suppressed:
             if row in cands and not cands[row].evidence[:1] == ["combination"]:
                 del cands[row]
@@ -895,7 +902,8 @@ class CodeMatcher:
     def _apply_rules(self, cands: dict[int, _Candidate], positive_tokens: set[str]) -> None:
         idx = self.index
         reported = [idx.key[c.row] for c in cands.values() if c.report and idx.system[c.row] == ICD]
-        for key, replaces, why in combination_codes(idx, reported, positive_tokens):
+        found = [idx.key[c.row] for c in cands.values() if idx.system[c.row] == ICD]
+        for key, replaces, why in combination_codes(idx, reported, positive_tokens, found):
             row = idx.row(ICD, key)
             for c in cands.values():
                 k = idx.key[c.row]
@@ -903,6 +911,10 @@ class CodeMatcher:
                     if replaces == "I1" or k[:3] == key[:3]:
                         c.report = False
             cands[row] = _Candidate(row, 0.95, 2.0, True, ["combination", why])
+            if key.startswith("O244") and key[-1] in "45":
+                for c in cands.values():
+                    if idx.key[c.row] in ("Z794", "Z7984"):
+                        c.report = False
         # "Use additional code" on a sibling: BPH (N40.0) reported beside nocturia
         # (R35.1) becomes BPH with lower urinary tract symptoms (N40.1), whose
         # note asks for the symptom code; the symptom stays.
@@ -920,6 +932,18 @@ class CodeMatcher:
                 new = cands[row] = _Candidate(row, cand.score, cand.rank_key + 0.01, True, [])
             new.report, new.rank_key = True, max(new.rank_key, cand.rank_key + 0.01)
             new.evidence = [f"{idx.display[cand.row]} with {because}: its note asks for that code as well"]
+
+    def _in_pregnancy(self, cands: dict[int, _Candidate], weeks: int | None) -> None:
+        """A pregnant patient's conditions get their chapter 15 code, listed just before them."""
+        idx = self.index
+        trimester = None if weeks is None else (3 if weeks >= 28 else 2 if weeks >= 14 else 1)
+        reported = {idx.key[c.row]: c for c in cands.values() if c.report and idx.system[c.row] == ICD}
+        for key, condition, why in pregnancy_codes(idx, list(reported), trimester):
+            row = idx.row(ICD, key)
+            if row in cands and cands[row].report:
+                continue
+            base = reported[condition]
+            cands[row] = _Candidate(row, base.score, base.rank_key + 0.01, True, [why], sources=set(base.sources))
 
     def _dedupe_report(self, ranked: list[_Candidate]) -> None:
         idx = self.index

@@ -9,6 +9,8 @@
 - "Use additional code" on a "with" sibling: a code "X without Y" reported
   beside a code that the note of its sibling "X with Y" asks for (BPH
   without LUTS beside nocturia) becomes "X with Y"; the other code stays.
+- A condition of a pregnant patient is coded "complicating pregnancy" first (O99.28- beside
+  E03.9, O10.01- beside I10, O23.- beside a UTI), for the trimester the weeks give.
 - One category, one code: a second code of the same 3-character category is
   not reported beside the first (E11.9 beside E11.22), except for injuries
   and external causes, where several sites are normal.
@@ -21,8 +23,10 @@ from consultant.match.index import ICD, CodeIndex
 HYPERTENSIVE_HEART = frozenset({"I514", "I515", "I516", "I517", "I5189", "I519"})
 
 
-def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str]) -> list[tuple[str, str, str]]:
-    """(code key, replaces-prefix, evidence) for combination codes implied by `keys`."""
+def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str],
+                      candidates: list[str] = ()) -> list[tuple[str, str, str]]:  # type: ignore[assignment]
+    """(code key, replaces-prefix, evidence) for combination codes implied by `keys` (the codes
+    reported; `candidates`, every code found, reported or not)."""
     out: list[tuple[str, str, str]] = []
     # a hypertensive code that says CKD or heart failure says it for the combinations too
     ckd = [k for k in keys if k.startswith(("N18", "I12", "I13"))]
@@ -48,7 +52,47 @@ def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str]) 
         out.append((code, "I1", "hypertension with heart disease and chronic kidney disease (I13.1-)"))
     elif hypertension and heart:
         out.append(("I119", "I1", "hypertension with heart disease (I51.4-I51.9) is presumed linked (I11.9)"))
+    # gestational diabetes (read as a diabetes of the weeks' trimester, O24.91-, when the weeks are
+    # said) treated with insulin or pills is "insulin controlled", with no Z79 code beside it
+    # (guideline I.C.15.g)
+    gestational = [k for k in keys if k.startswith("O244")] or (
+        ["O2441"] if "gestational" in text_tokens and "diabetes" in text_tokens
+        and any(k.startswith(("O249", "O244")) for k in (*keys, *candidates)) else [])
+    if gestational:
+        control = "4" if "Z794" in keys else "5" if "Z7984" in keys else "" if gestational[0] in keys else "9"
+        if control:
+            out.append((gestational[0][:5] + control, "O24", "gestational diabetes, by how it is controlled"))
     return [(k, p, e) for k, p, e in out if index.row(ICD, k) is not None]
+
+
+# What a pregnancy makes of a condition the patient has (guideline I.C.15.a.1): the chapter 15
+# code "complicating pregnancy" for the trimester, listed first, with the condition's own code
+# after it. (code prefixes, the chapter 15 category without its trimester); the first match wins.
+_IN_PREGNANCY: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("E10",), "O2401"), (("E11",), "O2411"), (("E66",), "O9921"),
+    (("E0", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8"), "O9928"),
+    (("D5", "D60", "D61", "D62", "D63", "D64"), "O9901"), (("D6", "D7", "D8"), "O9911"),
+    (("F10",), "O9931"), (("F17",), "O9933"), (("F11", "F12", "F13", "F14", "F15", "F16", "F18", "F19"), "O9932"),
+    (("F",), "O9934"), (("G",), "O9935"),
+    (("I10",), "O1001"), (("I11",), "O1011"), (("I12",), "O1021"), (("I13",), "O1031"), (("I15",), "O1041"),
+    (("I",), "O9941"), (("J",), "O9951"),
+    (("K7", "K80", "K81", "K82", "K83"), "O2661"), (("K",), "O9961"), (("L",), "O9971"),
+    (("N10", "N11", "N12"), "O230"), (("N30",), "O231"), (("N390",), "O234"),
+)
+
+
+def pregnancy_codes(index: CodeIndex, keys: list[str], trimester: int | None) -> list[tuple[str, str, str]]:
+    """(code key, the condition's key, evidence) for the conditions `keys` of a pregnant patient."""
+    out = []
+    for key in keys:
+        base = next((b for prefixes, b in _IN_PREGNANCY if key.startswith(prefixes)), None)
+        if base is None:
+            continue
+        digits = (str(trimester),) if trimester else ("9", "0")
+        code = next((base + d for d in digits if index.row(ICD, base + d) is not None), None)
+        if code is not None:
+            out.append((code, key, f"{index.display[index.row(ICD, key)]} in a pregnancy: its chapter 15 code first"))
+    return out
 
 
 def excluded_together(index: CodeIndex, row_a: int, row_b: int) -> bool:
