@@ -239,22 +239,6 @@ def finish_attempt(
         raise ClaimLost(attempt.id)
 
 
-_FAIL = Prepared(
-    update(CASE).where(CASE.c.id == bindparam("p_id"), CASE.c.status == CaseStatus.received).values(
-        status=typed_param("p_status", CASE.c.status), reason=bindparam("p_reason"), error=bindparam("p_error"),
-        updated_at=typed_param("p_now", CASE.c.updated_at), flags=typed_param("p_flags", CASE.c.flags),
-    )
-)
-
-
-def fail_attempt(conn: Connection, attempt: Attempt, status: CaseStatus, reason: str, *, now: datetime,
-                 error: str = "") -> None:
-    """Close a case whose answering failed (`failed`, or `quarantined` for the sender's fault), in the
-    caller's transaction: what `close_case` does for a case read into a session."""
-    _FAIL.run(conn, {"p_id": attempt.id, "p_status": status, "p_reason": reason, "p_error": error, "p_now": now,
-                     "p_flags": [f for f in attempt.flags if f != _ATTEMPT]})
-
-
 def close_case(
     session: Session, case: Case, status: CaseStatus, *, now: datetime, reason: str = "", **fields: Any
 ) -> None:

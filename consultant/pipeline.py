@@ -442,12 +442,15 @@ def _answer_group(
     services: Services, attempts: list[cases.Attempt], following: list[int],
     started: dict[int, cases.Started | cases.TriedBefore], *, now: datetime,
 ) -> list[str]:
-    """Match each question, then charge, reply and close them all in one transaction, each in a
-    savepoint of its own: one case's error rolls back that case alone and closes it as failed,
-    as `_answer_one` does. Cases are taken by sender, so two workers lock accounts in one order
-    (never a deadlock on PostgreSQL); one sender's questions keep their order. Committing a chunk
-    at a time took a fifth of the answering thread's CPU off (docs/BENCHMARKS.md): a crash loses
-    the chunk's work, never a reply, and the cases are answered again."""
+    """Match each question, then charge, reply and close them all in one transaction, which also
+    begins the `following` cases. Should any case of it fail (an error of ours, a claim lost,
+    a question whose matching failed), the transaction rolls back and each case is answered
+    again alone, inside `_answer_one`'s error boundary, so that one case's error is still that
+    case's alone; the `following` cases are then begun with their own chunk. Cases are taken by
+    sender, so two workers lock accounts in one order (never a deadlock on PostgreSQL), one
+    sender's questions in their order. One commit per chunk instead of one per case
+    (docs/BENCHMARKS.md); a crash loses the chunk's work, never a reply: its cases are answered
+    again."""
     if not attempts:
         return []
     matched: list[tuple[cases.Attempt, ReplyTarget, MatchResult | Exception]] = []
@@ -456,51 +459,43 @@ def _answer_group(
             result: MatchResult | Exception = services.matcher.match(attempt.question)
         except (ServiceError, OperationalError, InterfaceError):
             raise
-        except Exception as exc:  # noqa: BLE001 - that question fails, in the transaction below
+        except Exception as exc:  # noqa: BLE001 - that question fails, alone (below)
             result = exc
         crash_point("during_match")
         matched.append((attempt, _target_of(attempt), result))
     matched.sort(key=lambda m: (m[0].sender, m[0].id))
-    outcomes = []
-    with services.engine.begin() as conn:
-        for attempt, target, result in matched:
-            outcomes.append(_answer_saved(services, conn, attempt, target, result, now=now))
-        for case_id in following:
-            started[case_id] = cases.begin_attempt(conn, case_id, holder=services.worker_id, now=now,
-                                                   alone_if_tried=True)
+    outcomes: list[str] = []
+    begun: dict[int, cases.Started | cases.TriedBefore] = {}
+    try:
+        with services.engine.begin() as conn:
+            for attempt, target, result in matched:
+                if isinstance(result, Exception):
+                    raise _OneFailed from result
+                outcomes.append(_answer_in(services, conn, attempt, target, result, now=now).value)
+            for case_id in following:
+                begun[case_id] = cases.begin_attempt(conn, case_id, holder=services.worker_id, now=now,
+                                                     alone_if_tried=True)
+    except (ServiceError, OperationalError, InterfaceError):
+        raise  # the database or a service, not a question: the pass stops
+    except Exception:  # noqa: BLE001 - a case failed: nothing of the chunk was committed; each alone now
+        return [_within_boundary(services, attempt.id, lambda a=attempt, t=target, r=result: _answer_matched(
+                    services, a, t, r, now=now), now=now) for attempt, target, result in matched]
+    started.update(begun)
     crash_point("after_outbox_commit")
     for (attempt, _, _), outcome in zip(matched, outcomes, strict=True):
         log.info("case %s: %s", attempt.id, outcome)
     return outcomes
 
 
-def _answer_saved(
-    services: Services, conn: Connection, attempt: cases.Attempt, target: ReplyTarget,
-    result: MatchResult | Exception, *, now: datetime,
-) -> str:
-    """One case of `_answer_group`, in a savepoint; the error boundary for that question."""
-    savepoint = conn.begin_nested()
-    try:
-        if isinstance(result, Exception):
-            raise result
-        status = _answer_in(services, conn, attempt, target, result, now=now)
-    except cases.ClaimLost:
-        savepoint.rollback()
-        return "skipped"
-    except (ServiceError, OperationalError, InterfaceError):
-        raise  # the database or a service, not this question: the group rolls back, the pass stops
-    except SenderError as exc:
-        savepoint.rollback()
-        cases.fail_attempt(conn, attempt, CaseStatus.quarantined, exc.reason, now=now)
-        return CaseStatus.quarantined.value
-    except Exception:  # noqa: BLE001 - one bad case must never stop the worker
-        savepoint.rollback()
-        log.exception("case %s: unexpected error; marked failed", attempt.id)
-        cases.fail_attempt(conn, attempt, CaseStatus.failed, "internal_error", now=now,
-                           error="unexpected error while answering; see the worker log")
-        return CaseStatus.failed.value
-    savepoint.commit()
-    return status.value
+class _OneFailed(Exception):
+    """A case of a group failed before its transaction's work: the group is answered case by case."""
+
+
+def _answer_matched(services: Services, attempt: cases.Attempt, target: ReplyTarget,
+                    result: MatchResult | Exception, *, now: datetime) -> str:
+    if isinstance(result, Exception):
+        raise result
+    return _answer(services, attempt, target, result, now=now)
 
 
 class _NotStarted:
@@ -519,7 +514,8 @@ def _answer_one(
     services: Services, case_id: int, *, now: datetime, started: cases.Started | _NotStarted = NOT_STARTED,
 ) -> str:
     """Answer `case_id` alone (begun already when `started` says so); returns the outcome."""
-    try:
+
+    def work() -> str:
         attempt = started
         if isinstance(attempt, _NotStarted):
             attempt = cases.start_attempt(services.engine, case_id, holder=services.worker_id, now=now)
@@ -539,6 +535,14 @@ def _answer_one(
         result = services.matcher.match(text)
         crash_point("during_match")
         return _answer(services, attempt, target, result, now=now)
+
+    return _within_boundary(services, case_id, work, now=now)
+
+
+def _within_boundary(services: Services, case_id: int, work: Callable[[], str], *, now: datetime) -> str:
+    """The error boundary for one question: its own errors close it, never the pass."""
+    try:
+        return work()
     except cases.ClaimLost:
         return "skipped"
     except (ServiceError, OperationalError, InterfaceError):

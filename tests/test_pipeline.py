@@ -485,9 +485,10 @@ def test_a_background_sender_shares_a_burst_over_its_connections(engine) -> None
     assert services.sender.sent == 60
 
 
-def test_a_case_failing_inside_its_chunks_transaction_leaves_no_trace_and_the_rest_commit(db_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A chunk's questions are answered in one transaction, each in a savepoint: an error after one
-    case charged its sender and wrote its reply rolls back that case alone, which closes as failed."""
+def test_a_case_failing_inside_its_chunks_transaction_leaves_no_trace_and_the_rest_are_answered(db_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A chunk's questions are answered in one transaction: an error after one case charged its
+    sender and wrote its reply rolls the chunk back, and each case is answered alone: that one
+    closes as failed with nothing of it kept, the others are answered."""
     import consultant.pipeline as pipeline
 
     real = pipeline.enqueue_reply
