@@ -111,4 +111,7 @@ def test_dates_and_record_numbers_are_no_findings():
     assert not any(ch.isdigit() for words, *_ in clauses("seen 03/14/2024, MRN 12345678") for ch in words)
     assert "80 89" in clauses("Burn involving 80-89 percent of body surface")[0][0]  # a range is no date
     assert clauses("DOB 01/02/1960 type 2 diabetes")[0][0].startswith("type 2 diabetes")
-    assert "140" in clauses("BP 140/90, hypertension")[0][0]  # a blood pressure is not a date
+    # a blood pressure is not a date: it says what it is, and a hypertensive's reading says nothing more
+    assert clauses("BP 140/90, hypertension")[0][0] == "essential hypertension"
+    assert clauses("BP 150/95 today")[0][0].startswith("elevated blood pressure reading")
+    assert clauses("BP 84/50")[0][0] == "hypotension"

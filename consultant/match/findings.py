@@ -232,6 +232,23 @@ _LAB_VALUE = re.compile(
     r"\s*(?:of|was|is|=|:)?\s*\d+(?:\.\d+)?\s*(?:%|\u00b0?\s?[fc]\b)?",
     re.IGNORECASE,
 )
+# a blood pressure says what it is: high (>= 140/90) an elevated reading, low (systolic < 90) hypotension
+_BLOOD_PRESSURE = re.compile(r"\b(?:bp|blood\s+pressure)\s*(?:of|was|is|=|:)?\s*(\d{2,3})\s*/\s*(\d{2,3})\b",
+                             re.IGNORECASE)
+
+
+_HYPERTENSION = re.compile(r"\b(?:htn|hypertension|hypertensive)\b", re.IGNORECASE)
+
+
+def _blood_pressure(match: re.Match[str]) -> str:
+    systolic, diastolic = int(match.group(1)), int(match.group(2))
+    if systolic >= 140 or diastolic >= 90:
+        text = match.string
+        known = any(not _NEGATED_BEFORE.search(text[: m.start()]) for m in _HYPERTENSION.finditer(text))
+        return " " if known else "elevated blood pressure reading"  # a hypertensive's reading is no finding
+    return "hypotension" if systolic < 90 else " "
+
+
 # "62F", "45 yo M", "(2019)": who and when; no word of a title ("2019" is no COVID-19)
 _AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d\d\)")
 
@@ -244,7 +261,7 @@ _CAUSED_BY_DRUG = (r"(?:from|due\s+to|secondary\s+to|caused\s+by|attributed\s+to
                    r"on\s+day\s+\d+\s+of)")
 _NOT_CONDITION = r"(?:from|due|for|with|on|after|since|in|of|and|but|while)\b"
 _NEGATED_BEFORE = re.compile(r"\b(?:no|not|denies|denied|without|negative|never|ruled)\b[^,.;:]*$", re.IGNORECASE)
-_drug_patterns: dict[int, tuple[re.Pattern[str], re.Pattern[str]] | None] = {}
+_drug_patterns: dict[int, tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]] | None] = {}
 
 
 def _drug_effects(text: str, lexicon: Lexicon) -> str:
@@ -257,10 +274,13 @@ def _drug_effects(text: str, lexicon: Lexicon) -> str:
             re.compile(rf"\b({drugs})-?\s*(?:induced|related|associated)\s+((?:(?!{_NOT_CONDITION})[a-z]+\b\s?){{1,4}})",
                        re.IGNORECASE),
             re.compile(rf"(?<=[a-z])\s+{_CAUSED_BY_DRUG}\s+({drugs})\b", re.IGNORECASE),
+            re.compile(rf"(?<=[a-z])\s+(?:after|since|when)\s+(?:(?:the|his|her)\s+)?({drugs})\s+(?:dose\s+)?"
+                       r"(?:was|were)\s+(?:started|increased|uptitrated|titrated\s+up|added|doubled|begun)\b",
+                       re.IGNORECASE),
         ) if names else None
     if patterns is None:
         return text
-    induced, caused = patterns
+    induced, caused, changed = patterns
 
     def effect(match: re.Match[str], drug: str, condition: str = "") -> str:
         if _NEGATED_BEFORE.search(match.string[: match.start()]):
@@ -268,6 +288,7 @@ def _drug_effects(text: str, lexicon: Lexicon) -> str:
         return f"{condition.strip()} due to drugs, adverse effect of {drug}" + (" " if condition else "")
 
     text = induced.sub(lambda m: effect(m, m.group(1), m.group(2)), text)
+    text = changed.sub(lambda m: effect(m, m.group(1)), text)
     return caused.sub(lambda m: effect(m, m.group(1)), text)
 
 
@@ -287,6 +308,7 @@ _REPLACED_JOINT = re.compile(
 
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
+    text = _BLOOD_PRESSURE.sub(_blood_pressure, text)
     text = _LAB_VALUE.sub(r"\1", _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text))))
     text = _drug_effects(_IN_A_PATIENT.sub(", patient ", text), lexicon)
     text = _REPLACED_JOINT.sub(r"presence of artificial \1 joint", text)

@@ -9,6 +9,7 @@
 - "Use additional code" on a "with" sibling: a code "X without Y" reported
   beside a code that the note of its sibling "X with Y" asks for (BPH
   without LUTS beside nocturia) becomes "X with Y"; the other code stays.
+- COPD with an acute lower respiratory infection is J44.0, beside the infection's code.
 - A condition of a pregnant patient is coded "complicating pregnancy" first (O99.28- beside
   E03.9, O10.01- beside I10, O23.- beside a UTI), for the trimester the weeks give.
 - One category, one code: a second code of the same 3-character category is
@@ -52,6 +53,19 @@ def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str],
         out.append((code, "I1", "hypertension with heart disease and chronic kidney disease (I13.1-)"))
     elif hypertension and heart:
         out.append(("I119", "I1", "hypertension with heart disease (I51.4-I51.9) is presumed linked (I11.9)"))
+    # COPD with an acute lower respiratory infection (bronchitis, pneumonia) is J44.0, the infection
+    # coded beside it; an exacerbation (J44.1) may be reported with it
+    # (a COPD title's "chronic bronchitis" takes an acute bronchitis's words: it is looked for in the text)
+    copd = any(k.startswith("J44") for k in keys)
+    acute_bronchitis = {"acute", "bronchitis"} <= text_tokens
+    if copd and (acute_bronchitis or any(
+            k[:3] in ("J09", "J10", "J11", "J12", "J13", "J14", "J15", "J16", "J17", "J18", "J20", "J21", "J22")
+            for k in keys)):
+        out.append(("J440", "J449", "COPD with an acute lower respiratory infection (J44.0), the infection as well"))
+        if acute_bronchitis and not any(k.startswith("J20") for k in keys):
+            out.append(("J209", "J20", "the acute bronchitis itself, beside J44.0"))
+    # gestational diabetes is in pregnancy unless the text is after the delivery
+    puerperium = bool({"puerperium", "postpartum"} & text_tokens)
     # gestational diabetes (read as a diabetes of the weeks' trimester, O24.91-, when the weeks are
     # said) treated with insulin or pills is "insulin controlled", with no Z79 code beside it
     # (guideline I.C.15.g)
@@ -61,7 +75,8 @@ def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str],
     if gestational:
         control = "4" if "Z794" in keys else "5" if "Z7984" in keys else "" if gestational[0] in keys else "9"
         if control:
-            out.append((gestational[0][:5] + control, "O24", "gestational diabetes, by how it is controlled"))
+            out.append((("O2443" if puerperium else "O2441") + control, "O24",
+                        "gestational diabetes, by how it is controlled"))
     return [(k, p, e) for k, p, e in out if index.row(ICD, k) is not None]
 
 
