@@ -11,10 +11,12 @@ call it. One pass:
    mail end there. Later batches are fetched while cases still wait, and
    with a match helper process they are fetched on a thread of the pass
    and parsed in the helper meanwhile;
-2. **answer**: claim `received` cases (any worker; claims skip rows other
-   workers hold) and for each: match, then in ONE transaction charge the
-   quota, write the reply to the outbox (or hold it for staff review) and
-   close the case;
+2. **answer**: claim `received` cases ten at a time (any worker; claims
+   skip rows other workers hold), match them, then in ONE transaction for
+   the chunk charge each sender's quota, write each reply to the outbox (or
+   hold it for staff review) and close each case; should one case fail,
+   nothing of the chunk is committed and each is answered alone
+   (`_answer_group`), so one case's error is still its own;
 3. **acknowledge** (lease holder): move the messages whose cases are closed
    to the processed folder, one command for the batch;
 4. **send**: drain the outbox over one SMTP connection (`outbox.py`), here,
