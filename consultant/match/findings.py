@@ -27,6 +27,7 @@ history" is kept apart (Z80-Z84).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from consultant.match.lexicon import Lexicon
@@ -306,20 +307,40 @@ _REPLACED_JOINT = re.compile(
 )
 
 
+_Replacement = str | Callable[[re.Match[str]], str]
+# What is read out of a text before its clauses, in this order (each pattern's comment says why):
+# numbers that are no words first, then what the text's own wording means, then how it asks.
+_BEFORE_READING: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
+    (_BLOOD_PRESSURE, _blood_pressure),
+    (_RECORD, " "), (_DATE, " "), (_AGE_SEX, " "), (_LAB_VALUE, r"\1"),
+    (_IN_A_PATIENT, ", patient "),
+)
+_AFTER_DRUGS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
+    (_REPLACED_JOINT, r"presence of artificial \1 joint"),
+    (_ASKING, _asked), (_SIZE, " "),
+)
+# ... and once the setting is known (an admission decides how uncertain diagnoses are read), the
+# setting labels and how one finding relates to another
+_RELATIONS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
+    (_LABEL, " "),
+    (re.compile(r"(?<=\w)-versus-(?=\w)"), "-vs-"),  # graft-versus-host is a name, not a differential
+    (_SOURCE_ORGANISM, r"\1 due to \2, \2"), (_ORGANISM_FIRST, r"\2\3, \1"), (_ORGANISM, ", "), (_SOURCE, ", "),
+)
+
+
+def _rewrite(text: str, steps: tuple[tuple[re.Pattern[str], _Replacement], ...]) -> str:
+    for pattern, replacement in steps:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
-    text = _BLOOD_PRESSURE.sub(_blood_pressure, text)
-    text = _LAB_VALUE.sub(r"\1", _AGE_SEX.sub(" ", _DATE.sub(" ", _RECORD.sub(" ", text))))
-    text = _drug_effects(_IN_A_PATIENT.sub(", patient ", text), lexicon)
-    text = _REPLACED_JOINT.sub(r"presence of artificial \1 joint", text)
-    text = _SIZE.sub(" ", _ASKING.sub(_asked, text))
+    text = _rewrite(_drug_effects(_rewrite(text, _BEFORE_READING), lexicon), _AFTER_DRUGS)
     admitted = bool(_ADMITTED.search(text))
     inpatient = bool(INPATIENT.search(text)) and (admitted or not _OUTPATIENT.search(text))
-    text = _LABEL.sub(" ", text)
+    text = _rewrite(text, _RELATIONS)
     out: list[Clause] = []
-    text = re.sub(r"(?<=\w)-versus-(?=\w)", "-vs-", text)  # graft-versus-host is a name, not a differential
-    text = _SOURCE_ORGANISM.sub(r"\1 due to \2, \2", text)
-    text = _SOURCE.sub(", ", _ORGANISM.sub(", ", _ORGANISM_FIRST.sub(r"\2\3, \1", text)))
     labelled = False  # the sentence follows "Assessment:" / "Diagnosis:"
     for number, sentence in enumerate(_SENTENCE.split(text)):
         sentence_words = _raw_words(sentence)
