@@ -261,8 +261,8 @@ FLOORS = {
     "dev": {"explicit@1": 100, "lay@1": 99.2, "lay@5": 99.6, "gems@1": 98.3, "gems@5": 100, "vignette_recall": 100,
             "changed_new": 100, "changed_deleted": 100},
     "icd9-common": {"gems@1": 89.0, "gems@5": 97.3},
-    "blind": {"explicit@1": 100, "lay@1": 92.9, "lay@5": 96.9, "gems@1": 95.0, "gems@5": 97.0,
-              "vignette_recall": 86.8, "changed_new": 100, "changed_deleted": 100},
+    "blind": {"explicit@1": 100, "lay@1": 94.3, "lay@5": 97.9, "gems@1": 97.0, "gems@5": 99.0,
+              "vignette_recall": 86.9, "changed_new": 100, "changed_deleted": 100},
 }
 CEILINGS = {"sample": {"vignette_must_not": 0.0}, "dev": {"vignette_must_not": 0.0}, "icd9-common": {},
             "blind": {"vignette_must_not": 5.0}}
@@ -730,3 +730,17 @@ def test_copd_with_acute_bronchitis_blood_pressure_readings_and_dialysis(matcher
     assert codes(matcher, "G2P1 at 28 weeks with gestational diabetes now controlled on insulin.")[:2] == \
         ["O24.414", "Z3A.28"] or codes(matcher, "G2P1 at 28 weeks with gestational diabetes now controlled on insulin.")[:2] == \
         ["Z3A.28", "O24.414"]
+
+
+def test_lexicon_round_10c_names_and_places(matcher):
+    cases = {
+        "Paralysis agitans": "G20.A1",  # an inclusion term of G20, Parkinson's disease (NOS G20.A1)
+        "toddler with hand, foot and mouth from daycare": "B08.4",  # one name, commas and all
+        "broke my left pinky toe": "S92.502A",
+        "Jones fx R foot, 4 wk recheck, healing on schedule": "S92.351D",
+        "heroin OD, narcan given in the field": "T40.1X1A",  # OD beside a drug is no right eye
+        "3-day-old baby looking yellow": "P59.9",
+        "toddler fracture right tibia": "S82.241A",
+    }
+    for text, code in cases.items():
+        assert codes(matcher, text)[0] == code, text

@@ -314,6 +314,7 @@ _BEFORE_READING: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     (_BLOOD_PRESSURE, _blood_pressure),
     (_RECORD, " "), (_DATE, " "), (_AGE_SEX, " "), (_LAB_VALUE, r"\1"),
     (_IN_A_PATIENT, ", patient "),
+    (re.compile(r"\bhand,\s*foot,?\s*(?:and|&)\s*mouth\b", re.IGNORECASE), "hand foot and mouth"),  # one name
 )
 _AFTER_DRUGS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     (_REPLACED_JOINT, r"presence of artificial \1 joint"),
