@@ -265,7 +265,7 @@ FLOORS = {
               "vignette_recall": 86.9, "changed_new": 100, "changed_deleted": 100},
 }
 CEILINGS = {"sample": {"vignette_must_not": 0.0}, "dev": {"vignette_must_not": 0.0}, "icd9-common": {},
-            "blind": {"vignette_must_not": 5.0}}
+            "blind": {"vignette_must_not": 4.0}}
 CASES = {
     "sample": RUNNER.parent / "sample_cases.jsonl",
     "dev": ROOT / "bench" / "matcher_dev_cases.jsonl",
@@ -744,3 +744,13 @@ def test_lexicon_round_10c_names_and_places(matcher):
     }
     for text, code in cases.items():
         assert codes(matcher, text)[0] == code, text
+
+
+def test_what_a_note_denies_or_says_is_over_is_not_offered_as_an_alternative(matcher):
+    assert "F10.231" not in codes(matcher, "Alcohol dependence in withdrawal, uncomplicated - no DTs, no hallucinations.")
+    assert "S61.311A" not in codes(matcher, "1.5 cm lac L index finger, nail spared, no FB on xray, tendons intact.")
+    found = codes(matcher, "Stage 3 pressure ulcer of the sacrum. The stage 2 ulcer on her right heel has fully healed.")
+    assert found[0] == "L89.153" and "L89.612" not in found
+    assert "K70.30" not in codes(matcher, "Compensated cirrhosis from prior hep C. Denies any alcohol use.")
+    assert not any(c.startswith("E05") for c in codes(
+        matcher, "Hypothyroid after radioactive iodine for Graves' in 2015; the Graves' is no longer active."))

@@ -124,6 +124,8 @@ POST_NEGATION = _phrases(
     ("not", "seen"), ("resolved",), ("normal",), ("unremarkable",),
     ("is", "clear"), ("was", "clear"), ("clear",), ("excluded",), ("not", "suspected"), ("not", "present"),
     ("not", "identified"), ("not", "detected"), ("unlikely",), ("not", "confirmed"),
+    ("spared",), ("no", "longer", "active"), ("is", "no", "longer", "active"), ("fully", "healed"),
+    ("has", "healed"), ("has", "fully", "healed"),
 )
 UNCERTAIN = _phrases(
     ("rule", "out"), ("r", "o"), ("probable",), ("probably",), ("possible",), ("possibly",), ("suspected",),

@@ -146,6 +146,8 @@ NEGATION_IMPLIES = {
     "streptococcus": (("streptococcal",),),  # "rapid strep negative": no streptococcal pharyngitis
     "clot": (("thrombosis",), ("embolism",)),  # "no current clot": no acute thrombosis
     "thickness": (("third", "degree"),),  # "no full-thickness areas": no third-degree burn
+    "alcohol": (("alcoholic",),),  # "denies any alcohol use": no alcoholic cirrhosis
+    "tremens": (("delirium",),),  # "no DTs": no alcohol withdrawal delirium
 }
 _DIABETES_TYPED = Caseless(
     r"\btype\s*(?:1|2|i|ii|one|two)\b|\bt[12]\s*dm\b|\bdm\s*(?:type\s*)?[12]\b|\b(?:n?iddm)\b|\bjuvenile\b|"
@@ -409,9 +411,13 @@ class CodeMatcher:
         default_type2 = not _DIABETES_TYPED.found(text) and not _DIABETES_TYPED.found(rewritten)
         context = frozenset(
             name for name, pattern in (("pregnancy", _OBSTETRIC), ("newborn", _PERINATAL), ("congenital", _CONGENITAL),
-                                       ("injury", _INJURY), ("subsequent", _SUBSEQUENT))
+                                       ("injury", _INJURY))
             if pattern.found(text) or pattern.found(rewritten)
         )
+        # a subsequent infarction is one said, not one denied ("no recurrent chest pain, no new infarct")
+        said = " ".join(w for c in clauses if not (c.negated or c.uncertain) for w in c.words)
+        if _SUBSEQUENT.found(said):
+            context |= {"subsequent"}
         # a screening's own words ("screening colonoscopy": "... for malignant neoplasm of colon")
         # name the disease looked for, not one found
         unscreened = " ".join(w for c in clauses if "screening" not in c.words for w in c.words)
