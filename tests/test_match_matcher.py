@@ -262,10 +262,10 @@ FLOORS = {
             "changed_new": 100, "changed_deleted": 100},
     "icd9-common": {"gems@1": 89.0, "gems@5": 97.3},
     "blind": {"explicit@1": 100, "lay@1": 94.3, "lay@5": 97.9, "gems@1": 97.0, "gems@5": 99.0,
-              "vignette_recall": 86.9, "changed_new": 100, "changed_deleted": 100},
+              "vignette_recall": 89.1, "changed_new": 100, "changed_deleted": 100},
 }
 CEILINGS = {"sample": {"vignette_must_not": 0.0}, "dev": {"vignette_must_not": 0.0}, "icd9-common": {},
-            "blind": {"vignette_must_not": 4.0}}
+            "blind": {"vignette_must_not": 4.6}}
 CASES = {
     "sample": RUNNER.parent / "sample_cases.jsonl",
     "dev": ROOT / "bench" / "matcher_dev_cases.jsonl",
@@ -754,3 +754,16 @@ def test_what_a_note_denies_or_says_is_over_is_not_offered_as_an_alternative(mat
     assert "K70.30" not in codes(matcher, "Compensated cirrhosis from prior hep C. Denies any alcohol use.")
     assert not any(c.startswith("E05") for c in codes(
         matcher, "Hypothyroid after radioactive iodine for Graves' in 2015; the Graves' is no longer active."))
+
+
+def test_osteoporotic_fractures_adenomas_found_at_screening_ages_and_foods(matcher):
+    assert codes(matcher, "Osteoporotic compression fx of L1, no trauma, initial visit.")[0] == "M80.08XA"
+    assert codes(matcher, "82F fell from standing at home, L femoral neck fx; fragility fracture")[0] == "M80.052A"
+    found = codes(matcher, "Postmenopausal osteoporosis on alendronate. No fragility fractures, no vertebral fracture.")
+    assert "M81.0" in found[:2] and not any(c.startswith("M80") for c in found)
+    found = codes(matcher, "Screening colonoscopy, average risk. One 8 mm sigmoid polyp removed; path tubular adenoma.")
+    assert found[:2] == ["Z12.11", "D12.5"]
+    assert "D12.5" not in codes(matcher, "Surveillance colonoscopy for history of adenomatous polyps; one sigmoid polyp")
+    assert not any(c.startswith("I21") for c in codes(matcher, "Well-child check for a 5-year-old, no concerns"))
+    assert "T78.01XA" in codes(matcher, "Teen with anaphylaxis after eating peanuts at school")[:3]
+    assert codes(matcher, "LDCT lung screening: 5 mm RUL nodule")[:2] in (["R91.1", "Z12.2"], ["Z12.2", "R91.1"])

@@ -253,7 +253,8 @@ def _blood_pressure(match: re.Match[str]) -> str:
 
 
 # "62F", "45 yo M", "(2019)": who and when; no word of a title ("2019" is no COVID-19)
-_AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d\d\)")
+_AGE_SEX = re.compile(r"\b\d{1,3}\s?(?:[MF]|y/?o\s?[MF]?|yo[MF])\b|\((?:19|20)\d\d\)"
+                      r"|\b\d{1,3}[- ](?=(?:year|yr|month|mo|week|wk|day)s?[- ]old\b)")  # "5-year-old": no "type 5"
 
 
 # A condition a drug caused is that condition "due to drugs" and the drug's adverse effect (T36-T50,
@@ -309,6 +310,48 @@ _REPLACED_JOINT = re.compile(
 )
 
 
+# A fracture in a note that names osteoporosis or a fragility fracture is the osteoporosis's
+# pathological fracture (M80.0-), a compression fracture the vertebra's
+_OSTEOPOROSIS = re.compile(r"\b(?:osteoporo\w*|fragility)\b", re.IGNORECASE)
+_OSTEOPOROTIC_FRACTURE = re.compile(r"\b(compression\s+)?(?:fracture|fx)\b", re.IGNORECASE)
+
+
+def _osteoporotic_fractures(text: str) -> str:
+    if not _OSTEOPOROSIS.search(text):
+        return text
+
+    def pathological(m: re.Match[str]) -> str:
+        if _NEGATED_BEFORE.search(m.string[: m.start()]):
+            return m.group(0)  # "no fragility fractures": nothing to read
+        return "age related osteoporosis with current pathological fracture" + (" of vertebra" if m.group(1) else "")
+
+    return _OSTEOPOROTIC_FRACTURE.sub(pathological, text)
+
+
+# A polyp the pathology calls an adenoma is a benign neoplasm of its site (D12.-; guideline
+# I.C.21.c.5: the screening, then what it found), unless the adenomas are history
+_ADENOMA = re.compile(r"\b(?:tubular|villous|tubulovillous|sessile|serrated)?\s*adenoma(?:tous)?\b", re.IGNORECASE)
+_ADENOMA_HISTORY = re.compile(r"\b(?:history|hx|h/o|surveillance)\b[^.;]*$", re.IGNORECASE)
+_POLYP_SITE = re.compile(
+    r"\b(cecal|cecum|ascending|transverse|descending|sigmoid|rectosigmoid|rectal|rectum)\s+(?:colon\s+)?polyps?\b"
+    r"|\bpolyps?\s+(?:in|of|at)\s+the\s+(cecum|ascending|transverse|descending|sigmoid|rectosigmoid|rectum)\b",
+    re.IGNORECASE,
+)
+_SITE_NAMES = {"cecal": "cecum", "rectal": "rectum"}
+
+
+def _adenomas(text: str) -> str:
+    if not any(not _ADENOMA_HISTORY.search(text[: m.start()]) for m in _ADENOMA.finditer(text)):
+        return text
+
+    def site(m: re.Match[str]) -> str:
+        name = (m.group(1) or m.group(2)).lower()
+        name = _SITE_NAMES.get(name, name)
+        return f"benign neoplasm of {name}" + ("" if name in ("cecum", "rectum") else " colon")
+
+    return _POLYP_SITE.sub(site, text)
+
+
 _Replacement = str | Callable[[re.Match[str]], str]
 # What is read out of a text before its clauses, in this order (each pattern's comment says why):
 # numbers that are no words first, then what the text's own wording means, then how it asks.
@@ -340,6 +383,7 @@ def _rewrite(text: str, steps: tuple[tuple[re.Pattern[str], _Replacement], ...])
 def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
     """The clauses of `text` with what each asserts; empty clauses dropped."""
     text = _rewrite(_drug_effects(_rewrite(text, _BEFORE_READING), lexicon), _AFTER_DRUGS)
+    text = _adenomas(_osteoporotic_fractures(text))
     admitted = bool(_ADMITTED.search(text))
     inpatient = bool(INPATIENT.search(text)) and (admitted or not _OUTPATIENT.search(text))
     text = _rewrite(text, _RELATIONS)
