@@ -407,7 +407,7 @@ def _answer_chunk(
 ) -> list[str]:
     """Answer one claimed chunk, its questions in ONE transaction (`_answer_group`), which also
     begins the `following` chunk's cases (into `started`). A case that a worker died on before
-    (`cases.tried_before`) and a command or a message that is not a plain question are answered
+    (`cases.TRIED_BEFORE`) and a command or a message that is not a plain question are answered
     alone, in order, as `answer_case` would: a case that kills the worker again is then the only
     one to count it, and is quarantined after POISON_AFTER, never its chunk with it."""
     missing = [case_id for case_id in claimed if case_id not in started]
@@ -472,7 +472,7 @@ def _answer_group(
         with services.engine.begin() as conn:
             for attempt, target, result in matched:
                 if isinstance(result, Exception):
-                    raise _OneFailed from result
+                    raise result  # its matching failed: the chunk goes case by case
                 outcomes.append(_answer_in(services, conn, attempt, target, result, now=now).value)
             for case_id in following:
                 begun[case_id] = cases.begin_attempt(conn, case_id, holder=services.worker_id, now=now,
@@ -487,10 +487,6 @@ def _answer_group(
     for (attempt, _, _), outcome in zip(matched, outcomes, strict=True):
         log.info("case %s: %s", attempt.id, outcome)
     return outcomes
-
-
-class _OneFailed(Exception):
-    """A case of a group failed before its transaction's work: the group is answered case by case."""
 
 
 def _answer_matched(services: Services, attempt: cases.Attempt, target: ReplyTarget,
