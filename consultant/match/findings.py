@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from consultant.match.lexicon import Lexicon
 
@@ -265,26 +266,23 @@ _CAUSED_BY_DRUG = (r"(?:from|due\s+to|secondary\s+to|caused\s+by|attributed\s+to
                    r"on\s+day\s+\d+\s+of)")
 _NOT_CONDITION = r"(?:from|due|for|with|on|after|since|in|of|and|but|while)\b"
 _NEGATED_BEFORE = re.compile(r"\b(?:no|not|denies|denied|without|negative|never|ruled)\b[^,.;:]*$", re.IGNORECASE)
-_drug_patterns: dict[int, tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]] | None] = {}
+@lru_cache(maxsize=4)
+def _drug_patterns(names: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    drugs = "|".join(re.escape(n).replace(r"\ ", r"[\s-]+") for n in names)
+    return (
+        re.compile(rf"\b({drugs})-?\s*(?:induced|related|associated)\s+((?:(?!{_NOT_CONDITION})[a-z]+\b\s?){{1,4}})",
+                   re.IGNORECASE),
+        re.compile(rf"(?<=[a-z])\s+{_CAUSED_BY_DRUG}\s+({drugs})\b", re.IGNORECASE),
+        re.compile(rf"(?<=[a-z])\s+(?:after|since|when)\s+(?:(?:the|his|her)\s+)?({drugs})\s+(?:dose\s+)?"
+                   r"(?:was|were)\s+(?:started|increased|uptitrated|titrated\s+up|added|doubled|begun)\b",
+                   re.IGNORECASE),
+    )
 
 
 def _drug_effects(text: str, lexicon: Lexicon) -> str:
-    patterns = _drug_patterns.get(id(lexicon), ())
-    if patterns == ():
-        names = sorted({" ".join(r.phrase) for r in lexicon.rules if r.kind == "drug" and "adverse" in r.ctx},
-                       key=len, reverse=True)
-        drugs = "|".join(re.escape(n).replace(r"\ ", r"[\s-]+") for n in names)
-        patterns = _drug_patterns[id(lexicon)] = (
-            re.compile(rf"\b({drugs})-?\s*(?:induced|related|associated)\s+((?:(?!{_NOT_CONDITION})[a-z]+\b\s?){{1,4}})",
-                       re.IGNORECASE),
-            re.compile(rf"(?<=[a-z])\s+{_CAUSED_BY_DRUG}\s+({drugs})\b", re.IGNORECASE),
-            re.compile(rf"(?<=[a-z])\s+(?:after|since|when)\s+(?:(?:the|his|her)\s+)?({drugs})\s+(?:dose\s+)?"
-                       r"(?:was|were)\s+(?:started|increased|uptitrated|titrated\s+up|added|doubled|begun)\b",
-                       re.IGNORECASE),
-        ) if names else None
-    if patterns is None:
+    if not lexicon.adverse_drugs:
         return text
-    induced, caused, changed = patterns
+    induced, caused, changed = _drug_patterns(lexicon.adverse_drugs)
 
     def effect(match: re.Match[str], drug: str, condition: str = "") -> str:
         if _NEGATED_BEFORE.search(match.string[: match.start()]):

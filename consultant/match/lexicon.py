@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from consultant.match.text import words
@@ -64,6 +64,12 @@ class Lexicon:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @cached_property
+    def adverse_drugs(self) -> tuple[str, ...]:
+        """The drugs named by their class beside an adverse effect (`drug` rules), longest first."""
+        return tuple(sorted({" ".join(r.phrase) for r in self.rules if r.kind == "drug" and "adverse" in r.ctx},
+                            key=len, reverse=True))
 
     def find(self, phrase: str) -> list[Rule]:
         key = tuple(words(phrase))
