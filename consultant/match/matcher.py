@@ -37,8 +37,8 @@ from consultant.match.lexicon import Lexicon
 from consultant.match.memo import SearchMemo
 from consultant.match.rules import (
     combination_codes,
-    pregnancy_codes,
     excluded_together,
+    pregnancy_codes,
     same_category_allowed,
     with_symptom_sibling,
 )
@@ -404,7 +404,7 @@ class CodeMatcher:
         pregnancy = _PREGNANCY.found(text) and not _NEWBORN.found(text)
         weeks = _weeks(text) if pregnancy else None
         if weeks is not None:
-            extra |= {"3", "trimester"} if weeks >= 28 else ({"2", "trimester"} if weeks >= 14 else {"1", "trimester"})
+            extra |= {str(_trimester(weeks)), "trimester"}
         if _NEWBORN.found(text):
             extra.add("newborn")
         rewritten = " ".join(w for c in clauses for w in c.words)
@@ -942,7 +942,7 @@ class CodeMatcher:
     def _in_pregnancy(self, cands: dict[int, _Candidate], weeks: int | None) -> None:
         """A pregnant patient's conditions get their chapter 15 code, listed just before them."""
         idx = self.index
-        trimester = None if weeks is None else (3 if weeks >= 28 else 2 if weeks >= 14 else 1)
+        trimester = None if weeks is None else _trimester(weeks)
         reported = {idx.key[c.row]: c for c in cands.values() if c.report and idx.system[c.row] == ICD}
         for key, condition, why in pregnancy_codes(idx, list(reported), trimester):
             row = idx.row(ICD, key)
@@ -1163,6 +1163,11 @@ def _bmi_code(text: str) -> str | None:
         if value < limit:
             return key
     return "Z6845"
+
+
+def _trimester(weeks: int) -> int:
+    """The trimester the weeks of gestation fall in (14 and 28 weeks begin the second and third)."""
+    return 3 if weeks >= 28 else 2 if weeks >= 14 else 1
 
 
 def _weeks(text: str) -> int | None:

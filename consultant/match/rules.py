@@ -19,13 +19,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from consultant.match.index import ICD, CodeIndex
 
 HYPERTENSIVE_HEART = frozenset({"I514", "I515", "I516", "I517", "I5189", "I519"})
 
 
 def combination_codes(index: CodeIndex, keys: list[str], text_tokens: set[str],
-                      candidates: list[str] = ()) -> list[tuple[str, str, str]]:  # type: ignore[assignment]
+                      candidates: Sequence[str] = ()) -> list[tuple[str, str, str]]:
     """(code key, replaces-prefix, evidence) for combination codes implied by `keys` (the codes
     reported; `candidates`, every code found, reported or not)."""
     out: list[tuple[str, str, str]] = []
