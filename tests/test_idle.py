@@ -123,6 +123,101 @@ def test_a_response_in_pieces_wakes_a_poll_and_reconnects_at_once(monkeypatch: p
         watcher.join(timeout=5)
 
 
+def test_mail_that_comes_during_a_renewal_wakes_the_watcher(dovecot_server: ImapConfig,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renewing IDLE every few hundredths of a second puts many APPENDs inside a renewal, where
+    the server announces them in its answer to DONE. Before the watcher read that answer, one
+    wake in three was lost this way (and a CI run failed the test above on it)."""
+    import random
+
+    from consultant import idle
+
+    monkeypatch.setattr(idle, "CHECK_SECONDS", 0.02)
+    woken = threading.Event()
+    watcher = IdleWatcher(dovecot_server, woken.set, renew_seconds=0.02)
+    watcher.start()
+    missed = []
+    try:
+        assert watcher.ready.wait(10)
+        for attempt in range(30):
+            time.sleep(random.uniform(0.01, 0.1))
+            woken.clear()
+            append(dovecot_server, question())
+            if not woken.wait(3):
+                missed.append(attempt)
+    finally:
+        watcher.stop()
+        watcher.join(timeout=5)
+    assert missed == [], f"{len(missed)} of 30 APPENDs woke nothing"
+
+
+def scripted_client(*, done: list | None = None, idle_error: Exception | None = None) -> tuple[type, list[str]]:
+    """An IMAPClient stand-in whose first connection answers DONE with `done` or refuses to
+    begin IDLE with `idle_error`; later connections idle quietly. Returns it and its connections."""
+    connections: list[str] = []
+
+    class Client:
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            connections.append("connect")
+
+        def login(self, *_args: object) -> None: ...
+        def has_capability(self, _name: str) -> bool: return True
+        def select_folder(self, *_args: object, **_kwargs: object) -> None: ...
+        def logout(self) -> None: ...
+
+        def idle(self) -> None:
+            if len(connections) == 1 and idle_error is not None:
+                raise idle_error
+
+        def idle_check(self, timeout: float) -> list:
+            time.sleep(timeout)
+            return []
+
+        def idle_done(self) -> tuple[bytes, list]:
+            return b"Idle completed", (done or []) if len(connections) == 1 else []
+
+    return Client, connections
+
+
+def _run_scripted(monkeypatch: pytest.MonkeyPatch, client: type, connections: list[str]) -> tuple[bool, int, bool]:
+    """Run a watcher on the scripted client for a moment: (woken, connections, back in IDLE)."""
+    from consultant import idle
+
+    monkeypatch.setattr(idle, "IMAPClient", client)
+    monkeypatch.setattr(idle, "CHECK_SECONDS", 0.05)
+    monkeypatch.setattr(idle, "_still_readable", lambda _client: False)
+    woken = threading.Event()
+    watcher = IdleWatcher(ImapConfig(host="127.0.0.1", port=1, user="u", password="p", use_ssl=False),
+                          woken.set, renew_seconds=0.1)
+    watcher.start()
+    try:
+        was_woken = woken.wait(2)
+        time.sleep(0.3)
+        return was_woken, len(connections), watcher.ready.is_set()
+    finally:
+        watcher.stop()
+        watcher.join(timeout=5)
+
+
+def test_new_mail_in_the_answer_to_done_wakes_a_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = scripted_client(done=[(b"OK", b"Still here"), (7, b"EXISTS")])
+    woken, connections, idling = _run_scripted(monkeypatch, *client)
+    assert woken and connections == 1 and idling  # the same connection goes on idling
+
+
+def test_a_response_before_idle_begins_wakes_a_poll_and_reconnects_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imaplib
+
+    client = scripted_client(idle_error=imaplib.IMAP4.error("Unexpected IDLE response: b'* 8 EXISTS'"))
+    woken, connections, idling = _run_scripted(monkeypatch, *client)
+    assert woken and connections == 2 and idling  # reconnected well before a failure's 5 s pause
+
+
+def test_a_plain_expunge_in_the_answer_to_done_wakes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    woken, connections, idling = _run_scripted(monkeypatch, *scripted_client(done=[(3, b"EXPUNGE")]))
+    assert not woken and connections == 1 and idling
+
+
 class FakeScheduler:
     running = True
 
