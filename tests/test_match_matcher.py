@@ -767,3 +767,23 @@ def test_osteoporotic_fractures_adenomas_found_at_screening_ages_and_foods(match
     assert not any(c.startswith("I21") for c in codes(matcher, "Well-child check for a 5-year-old, no concerns"))
     assert "T78.01XA" in codes(matcher, "Teen with anaphylaxis after eating peanuts at school")[:3]
     assert codes(matcher, "LDCT lung screening: 5 mm RUL nodule")[:2] in (["R91.1", "Z12.2"], ["Z12.2", "R91.1"])
+
+
+def test_numbers_sides_and_labs_name_no_code_by_themselves(matcher):
+    # a number shared with a title ("25 weeks", "BMI 25") is no answer without its words
+    assert not any(c.startswith(("Z3A", "Z68")) for c in codes(matcher, "chronic HFrEF (EF 25%)"))
+    assert not any(c.startswith("Z3A") for c in codes(matcher, "IOP 25 OU, ocular hypertension"))
+    assert codes(matcher, "EF 25%") == []
+    assert codes(matcher, "trisomy 21", 1) == ["Q90.9"]
+    # "A1c" beside the word "code" is still the lab, and the sentences keep their own negations
+    found = codes(matcher, "What do I code? Here for diabetes screening. A1c 6.1, prediabetes, explicitly not diabetes.")
+    assert "A1C" not in found and {"R73.03", "Z13.1"} <= set(found[:3])
+    found = codes(matcher, "Is E11.9 right? Pt has DM2. No neuropathy, no CKD.")
+    assert found[0] == "E11.9" and not any(c.startswith(("E11.4", "E11.2")) for c in found)
+
+
+def test_plural_abbreviations_and_one_place_of_occurrence(matcher):
+    assert codes(matcher, "Bilateral segmental PEs on CTA", 1) == ["I26.99"]
+    assert codes(matcher, "recurrent UTIs", 1) == ["N39.0"]
+    found = codes(matcher, "Nursing home pt with aspiration pneumonia")
+    assert found[0] == "J69.0" and sum(c.startswith("Y92") for c in found[:10]) <= 1

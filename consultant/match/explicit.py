@@ -32,6 +32,7 @@ _PCS = re.compile(r"(?<![\w.\-/])([0-9A-HJ-NP-Za-hj-np-z]{7})(?![\w\-/])")
 _CPT_HINT = re.compile(r"\bcpt\b|\bprocedure code\b|\bcode\b|\bbill(?:ed|ing)?\b", re.IGNORECASE)
 _PCS_HINT = re.compile(r"\bpcs\b|\bicd[\s-]?10[\s-]?pcs\b", re.IGNORECASE)
 _LAB_WORDS = {"b12", "b6", "b1", "d3", "d2", "k2", "t3", "t4", "a1c", "c3", "c4", "e2", "g6", "h2", "o2", "s1", "s2", "s3", "s4", "l4", "l5", "c5", "c6", "c7", "t12"}
+_CODE_BEFORE = re.compile(r"(?:\bcodes?|\bicd[\w-]*|\bdx)\W{0,3}$", re.IGNORECASE)
 _NOT_CODE_WORDS = {"icd", "icd9", "icd10", "icd11", "cpt", "pcs", "hcpcs"}
 # Abbreviations shaped like a code, never one (no ICD-10-CM category is T2D, T1D or H1N):
 # diabetes types and influenza strains.
@@ -104,8 +105,8 @@ def find_mentions(text: str) -> list[Mention]:
             continue
         # Lower-case words that happen to fit (e.g. "b12" vitamin) need a dot,
         # a 4+ character tail, or a capital letter to count.
-        if not tail and raw.lower() in _LAB_WORDS and not re.search(r"\bcode\b|\bicd", text, re.IGNORECASE):
-            continue
+        if not tail and raw.lower() in _LAB_WORDS and not _CODE_BEFORE.search(text[max(0, match.start() - 20) : match.start()]):
+            continue  # "A1c 6.1" is a lab, "code B12" may be asked about
         key = (head + tail).upper()
         if key.startswith("ICD") or _NUMBER_CONTEXT.search(text[max(0, match.start() - 30) : match.start()]):
             continue  # "bed C12" is a place

@@ -34,6 +34,7 @@ from consultant.match.text import words
 
 LEXICON_PATH = Path(__file__).with_name("lexicon.tsv")
 TRANSPARENT = frozenset({"left", "right", "bilateral", "both", "lt", "rt", "really", "very"})
+_ACRONYM_PLURAL = re.compile(r"[A-Z]{2,}s")  # "PEs", "UTIs", "TIAs": the plural of an abbreviation
 _RAW_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
 
@@ -114,7 +115,7 @@ class Lexicon:
         self, raw: list[str], low: list[str], i: int, table: dict[str, list[Rule]]
     ) -> tuple[Rule, int, list[str]] | None:
         rules = table.get(low[i], ())
-        forms = _singulars(low[i])
+        forms = (low[i][:-1],) if _ACRONYM_PLURAL.fullmatch(raw[i]) else _singulars(low[i])
         if forms:
             plural = [rule for form in forms for rule in table.get(form, ())]
             if plural:
@@ -126,8 +127,11 @@ class Lexicon:
         for rule in rules:
             j, k, skipped = i, 0, []
             while k < len(rule.phrase) and j < len(low):
-                if low[j] == rule.phrase[k] or (not rule.upper and rule.phrase[k] in _singulars(low[j])):
-                    if rule.upper and not (raw[j].isupper() or raw[j].isdigit()):
+                plural_of_acronym = _ACRONYM_PLURAL.fullmatch(raw[j]) is not None and low[j][:-1] == rule.phrase[k]
+                if low[j] == rule.phrase[k] or plural_of_acronym or (
+                    not rule.upper and rule.phrase[k] in _singulars(low[j])
+                ):
+                    if rule.upper and not (raw[j].isupper() or raw[j].isdigit() or plural_of_acronym):
                         break
                     j, k = j + 1, k + 1
                 elif k > 0 and low[j] in TRANSPARENT and len(skipped) < 2:

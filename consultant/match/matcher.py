@@ -121,6 +121,7 @@ QUESTION_WORDS = frozenset(
     know sure check confirm when where why work works supposed report reported reporting primary secondary
     diagnosis dx header category""".split()
 )
+_QUESTION_WORD = re.compile(r"[A-Za-z0-9]+")
 QUESTION_CONTENT_MAX = 2  # content words beside explicit codes below which the free text is not searched
 # Negated words that are too general to veto a code on their own ("no acute
 # distress" must not remove acute bronchitis); they still weigh against it.
@@ -266,7 +267,8 @@ class CodeMatcher:
             # answer is the named codes and their status only.
             kept = [w for w in words(free_text) if w not in QUESTION_WORDS]
             content = [w for w in kept if stem(w) not in STOPWORDS and not w.isdigit()]
-            free_text = " ".join(kept) if len(content) > QUESTION_CONTENT_MAX else ""
+            # the question words go; the sentences and their punctuation stay (a negation ends with its clause)
+            free_text = _QUESTION_WORD.sub(_drop_question_word, free_text) if len(content) > QUESTION_CONTENT_MAX else ""
         findings, candidates = self._free_text(free_text, has_explicit=bool(explicit))
         seen = {(s.system, s.code) for s in explicit}
         codes = list(explicit)
@@ -701,6 +703,7 @@ class CodeMatcher:
         self._dedupe_report(ranked)
         # external causes (V00-Y99) follow every diagnosis code
         ranked.sort(key=lambda c: (-int(c.report), idx.key[c.row][0] in "VWXY", -c.rank_key))
+        self._one_external_cause_each(ranked)
         text_tokens = set(tokenize(rewritten))
         for cand in ranked[:MAX_CODES]:
             cand.more_specific = _join(
@@ -749,8 +752,8 @@ class CodeMatcher:
         query = make_query(self.index, tokens, neg=sorted(neg_ids), group=group, ext=ext, light=light)
         if not sides and group == DX:
             # the rules below read nothing but the hits and the context: remembered with the search
-            return self._searches.hits(query, limit, then=lambda hits: self._unstated_side(
-                hits if context is None else self._in_context(hits, context)), then_key=("unsided", context))
+            return self._explained_by_words(self._searches.hits(query, limit, then=lambda hits: self._unstated_side(
+                hits if context is None else self._in_context(hits, context)), then_key=("unsided", context)))
         hits = self._searches.hits(query, limit)
         if context is not None:
             hits = self._in_context(hits, context)
@@ -758,7 +761,14 @@ class CodeMatcher:
             hits = self._stated_side(hits, next(iter(sides)))
         if sides and group == DX and hits:
             hits = self._unstated_kind(hits, tokens, neg_ids, group, ext, context, limit)
-        return hits
+        return self._explained_by_words(hits)
+
+    def _explained_by_words(self, hits: Sequence[Hit]) -> Sequence[Hit]:
+        """A code that explains nothing of the text but a number or a side ("EF 25%" is not 25 weeks
+        of gestation, "IOP 25 OU" no bilateral anything) is no answer."""
+        if all(any(not _weak_alone(self._token(t)) for t in h.matched) for h in hits):
+            return hits
+        return [h for h in hits if any(not _weak_alone(self._token(t)) for t in h.matched)]
 
     def _unstated_kind(self, hits: Sequence[Hit], tokens: list[str], neg_ids, group: str, ext, context,
                        limit: int) -> list[Hit]:
@@ -951,6 +961,22 @@ class CodeMatcher:
             base = reported[condition]
             cands[row] = _Candidate(row, base.score, base.rank_key + 0.01, True, [why], sources=set(base.sources))
 
+    def _one_external_cause_each(self, ranked: list[_Candidate]) -> None:
+        """External causes are optional extras: the best code of a category (of Y92's places, of
+        W01's falls) is offered and its siblings are not, so a nursing home or a fall never crowds
+        the diagnoses' alternatives out."""
+        idx = self.index
+        shown: set[str] = set()
+        kept: list[_Candidate] = []
+        for cand in ranked:
+            category = idx.key[cand.row][:3]
+            if category[0] in "VWXY" and idx.system[cand.row] == ICD:
+                if category in shown:
+                    continue
+                shown.add(category)
+            kept.append(cand)
+        ranked[:] = kept
+
     def _dedupe_report(self, ranked: list[_Candidate]) -> None:
         idx = self.index
         kept: list[_Candidate] = []
@@ -1075,6 +1101,14 @@ def _additional_refs(index: CodeIndex, row: int) -> tuple[str, ...]:
     for r in [row, *index.ancestors(row)]:
         refs.extend(index.use_additional.get(r, ()))
     return tuple(refs) or ("\0",)
+
+
+def _weak_alone(token: str) -> bool:
+    return token.isdigit() or token in SIDES
+
+
+def _drop_question_word(m: re.Match[str]) -> str:
+    return "" if m.group(0).lower() in QUESTION_WORDS else m.group(0)
 
 
 def _join(*parts: str) -> str:
