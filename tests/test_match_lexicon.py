@@ -88,7 +88,9 @@ def test_numbers_keep_their_axis():
 
 def test_a_plural_in_the_text_matches_a_rule_written_in_the_singular():
     assert rewrite("fever blisters") == rewrite("fever blister") == "herpesviral vesicular dermatitis"
-    assert rewrite("AS") == "aortic stenosis" and rewrite("ASs") != "aortic stenosis"
+    # an abbreviation in capitals takes a plural "s" ("PEs", "UTIs"); a word that only looks like one does not
+    assert rewrite("AS") == "aortic stenosis" and rewrite("PEs") == rewrite("PE")
+    assert rewrite("pes planus") != rewrite("PE planus") and rewrite("Pes") == "pes"
 
 
 def test_tokens_are_remembered_within_a_question_only() -> None:

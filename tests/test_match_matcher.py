@@ -374,7 +374,7 @@ def test_heart_abbreviations_and_a_past_infarct(matcher):
     # a past MI is the old infarct (I25.2), not a personal history Z code; a year is no word of a title
     found = codes(matcher, "history of MI in 2019")
     assert found[0] == "I25.2" and "J12.82" not in found
-    assert codes(matcher, "T2DM on insulin")[:2] == ["Z79.4", "E11.9"]
+    assert codes(matcher, "T2DM on insulin")[:2] == ["E11.9", "Z79.4"]  # the condition, then its drug
 
 
 def test_an_injury_named_by_its_site_and_a_place_or_a_verb_that_names_nothing(matcher):
@@ -461,7 +461,7 @@ def test_a_drug_beside_poisoning_or_an_adverse_effect_is_named_by_its_class(matc
     found = codes(matcher, "dry cough attributed to lisinopril (adverse effect)")
     assert {"R05.9", "T46.4X5A"} & set(found[:2]) and "T46.4X5A" in found[:2]
     # without such a word the drug is its long-term use
-    assert codes(matcher, "on warfarin for afib")[0] == "Z79.01"
+    assert codes(matcher, "on warfarin for afib")[:2] == ["I48.91", "Z79.01"]  # long-term use follows the condition
     assert codes(matcher, "on oxycodone for chronic back pain")[0] == "Z79.891"
 
 
@@ -787,3 +787,25 @@ def test_plural_abbreviations_and_one_place_of_occurrence(matcher):
     assert codes(matcher, "recurrent UTIs", 1) == ["N39.0"]
     found = codes(matcher, "Nursing home pt with aspiration pneumonia")
     assert found[0] == "J69.0" and sum(c.startswith("Y92") for c in found[:10]) <= 1
+
+
+def test_codes_that_only_add_to_another_follow_it_and_a_mothers_weeks_are_no_words(matcher):
+    # weeks of gestation, an organism, long-term drugs are listed after the condition they add to
+    assert codes(matcher, "anemic at 20 weeks pregnant, Hgb 9.6")[:2] == ["O99.012", "Z3A.20"]
+    assert codes(matcher, "UTI due to E coli")[:2] == ["N39.0", "B96.20"]
+    # the weeks are the Z3A code and the trimester, so they leave the condition's words whole
+    assert codes(matcher, "complete previa at 22 wks, no bleeding")[:2] == ["O44.02", "Z3A.22"]
+    found = codes(matcher, "HELLP at 34 wks")
+    assert found[:2] == ["O14.23", "Z3A.34"] and not any(c.startswith("P") for c in found)  # no preterm newborn
+    assert codes(matcher, "20 weeks pregnant") == ["Z3A.20"]
+    found = codes(matcher, "pregnant 41w3d, post dates, here for induction")
+    assert "Z3A.41" in found and not any(c.startswith("P") for c in found)
+
+
+def test_an_arrow_ends_a_clause_and_a_symptom_gives_way_to_the_diagnosis_it_excludes(matcher):
+    text = ("4yo w/ 6 days fever, bilateral nonpurulent conjunctival injection, strawberry tongue, swollen hands "
+            "-> Kawasaki disease, IVIG given. Echo: coronaries normal, no aneurysm.")
+    assert codes(matcher, text)[0] == "M30.3"
+    # a bracketed eponym names its code ("[Kawasaki]", "[Devic]", "[Takayasu]")
+    assert codes(matcher, "Devic disease", 1) == ["G36.0"]
+    assert codes(matcher, "Takayasu arteritis", 1) == ["M31.4"]

@@ -77,10 +77,10 @@ _SOURCE_ORGANISM = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"[.!?]+['\"\u2019\u201d)]*(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
-# ... and at what a test found: "screening colonoscopy found a polyp" is the screening and
+# ... and at an arrow or an equals sign ("fever, rash -> Kawasaki disease"), and at what a test found: "screening colonoscopy found a polyp" is the screening and
 # the polyp (guideline I.C.21.c.5), "CT showed no bleed" a test and a negated finding.
 _CLAUSE = re.compile(
-    r"(,|\b(?:but|however|although|though|whereas|except|(?<!not )(?<!bacilli )found|showed|shows|revealed|reveals"
+    r"(,|-+>|=+>|\u2192|(?<=\s)=(?=\s)|\b(?:but|however|although|though|whereas|except|(?<!not )(?<!bacilli )found|showed|shows|revealed|reveals"
     r"|demonstrated|demonstrates)\b)",
     re.IGNORECASE,
 )

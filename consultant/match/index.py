@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 11
+INDEX_VERSION = 12
 ICD = "ICD-10-CM"
 SEARCHED_SYSTEMS = frozenset({ICD, "ICD-10-PCS", "CPT", "HCPCS"})
 DX, PX = "dx", "px"  # diagnoses are searched apart from procedures and supplies
@@ -665,6 +665,20 @@ def _next_word(pieces: list[str], p_index: int, piece_words: list[str], k: int) 
     return following[0] if following else ""
 
 
+_EPONYM = re.compile(r"\[([A-Z][a-z]+(?:[- ][A-Z][a-z]+)*)\](.*)$")
+
+
+def _eponym_names(title: str) -> tuple[str, ...]:
+    """ "Mucocutaneous lymph node syndrome [Kawasaki]" is what people call Kawasaki disease (or
+    syndrome): the bracketed eponym names the code, with whatever the title says after it
+    ("[Jaccoud], right knee")."""
+    m = _EPONYM.search(title)
+    if m is None:
+        return ()
+    name, rest = m.groups()
+    return f"{name} disease{rest}", f"{name} syndrome{rest}"
+
+
 def _build_docs(index: CodeIndex, inclusions: dict[int, list[str]]) -> None:
     # Every document is held until the words' frequencies are known: kept as one shared
     # string per word and the roles as bytes, not a tuple per word (160 -> 50 MB at the peak).
@@ -679,7 +693,7 @@ def _build_docs(index: CodeIndex, inclusions: dict[int, list[str]]) -> None:
         if index.system[row] not in SEARCHED_SYSTEMS:
             continue
         add(row, _with_ancestors(index, row, title_roles(index.official[row])), False)
-        for term in inclusions.get(row, ()):
+        for term in (*inclusions.get(row, ()), *_eponym_names(index.official[row])):
             add(row, title_roles(term), True)
     for row in range(len(index.key)):
         # "Hypo-osmolality and hyponatremia": either word names the code, so the

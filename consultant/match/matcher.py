@@ -64,7 +64,9 @@ _PROCEDURE = Caseless(
     r"replacement|repair|insertion|drainage|x-?ray|mri|ct scan|ultrasound|visit code|e/m|supply|drug code)\b|\w+ectomy\b|\w+otomy\b|\w+plasty\b|\w+scopy\b")
 _PROCEDURE_CODE = Caseless(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b")
 _PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting|"
-                      r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus|deliver\w*)\b")
+                      r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus|deliver\w*|hellp|previa|"
+                      r"abruption|miscarriage|in\s+labou?r|p?prom|chorioamnionitis|oligohydramnios|polyhydramnios|post-?dates|"
+                      r"\d{1,2}w\d{1,2}d)\b")
 # "single liveborn" alone is a delivery's outcome (Z37.0), a word of the mother's record
 _NEWBORN = Caseless(
     r"\b(newborn|neonat\w*|infant|baby|twin|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born|idm)\b"
@@ -78,6 +80,7 @@ _MOTHERS_DELIVERY = re.compile(
 # After the delivery a condition complicates the puerperium, not the pregnancy (and postpartum
 # depression is F53.0 alone): no "complicating pregnancy" code is added then
 _PUERPERIUM = Caseless(r"\b(postpartum|post-partum|puerper\w*|after (?:the |her )?delivery|pp day|postnatal)\b")
+_CHILDBIRTH = Caseless(r"\b(deliver\w*|n?svd|c-?section|cesarean|caesarean|childbirth)\b")
 # Words that put a text in chapter 15 (pregnancy) or chapter 16 (newborn) at all.
 _OBSTETRIC = Caseless(
     r"\b(pregnan\w*|gestation\w*|trimester|gravid\w*|g\d\s*p\d|prenatal|antepartum|antenatal|postpartum|"
@@ -161,7 +164,7 @@ FILLER_TOKENS = frozenset(
     """complain complaint present presenting presentation report reported day yesterday today ago since tonight
     noted note seen visit came come here currently notice noticed started start x days hours man woman boy girl
     lady gentleman guy gal who pack xray ray ct mri scan imaging ultrasound biopsy labs lab test testing culture
-    cultures grew growing only feeling feel feels felt""".split()
+    cultures grew growing only feeling feel feels felt known""".split()
 )
 HISTORY_WORDS = frozenset(
     """history personal family hx h o past previous previously prior mother father mom dad sister brother son
@@ -225,6 +228,8 @@ _NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: 
           NEEDS_MALIGNANCY: "malignancy", NEEDS_SUBSEQUENT: "subsequent"}
 # "34 weeks", "32 wks", "39+2 weeks", "39w2d"
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:(?:weeks?|wks?)\b|w(?=\d{1,2}d\b))", re.IGNORECASE)
+_PREGNANT_ONLY = frozenset({"pregnancy", "gestation", "week", "weeks", "currently", "intrauterine", "iup"})
+_WEEKS_SAID = re.compile(_WEEKS.pattern + r"(?:\s*\+?\s*\d\s*d(?:ays?)?\b)?", re.IGNORECASE)  # "41w3d", "34 weeks 2 days"
 
 
 @dataclass
@@ -394,6 +399,10 @@ class CodeMatcher:
         if bmi is not None:
             text = _BMI.sub(" ", text)  # the number is coded by _bmi_code, never matched as a word
         text = _MOTHERS_DELIVERY.sub("delivered a single liveborn", text)
+        pregnancy = _PREGNANCY.found(text) and not _NEWBORN.found(text)
+        weeks = _weeks(text) if pregnancy else None
+        if weeks is not None:
+            text = _WEEKS_SAID.sub(" ", text)  # coded as Z3A and the trimester, never matched as words
         clauses = split_clauses(text, self.lexicon)
         if not clauses:
             return [], []
@@ -403,9 +412,8 @@ class CodeMatcher:
         # everywhere, but never match titles of their own (see search.Query.ext).
         encounter = {t for c in clauses if not c.negated for t in tokenize(" ".join(c.words)) if t in ENCOUNTER_TOKENS}
         extra: set[str] = set()
-        pregnancy = _PREGNANCY.found(text) and not _NEWBORN.found(text)
-        weeks = _weeks(text) if pregnancy else None
-        if weeks is not None:
+        if weeks is not None and not _CHILDBIRTH.found(text):
+            # the trimester picks a pregnancy's codes; a delivery's are "complicating childbirth"
             extra |= {str(_trimester(weeks)), "trimester"}
         if _NEWBORN.found(text):
             extra.add("newborn")
@@ -509,6 +517,8 @@ class CodeMatcher:
                 # "chest x-ray shows" before "no pneumonia": a place, not a finding.
                 # "Knee injury" names the site of one: a finding.
                 continue
+            if weeks is not None and content <= _PREGNANT_ONLY:
+                continue  # "18 weeks pregnant": the weeks' Z3A code says it (and the trimester every O-code's)
             sentences.setdefault(c.sentence, []).append((number, c))
             wide = self._search(c.words, group=group, extra=extra, encounter=encounter, neg=neg_tokens,
                                 default_type2=default_type2, context=context, limit=60)
@@ -687,6 +697,11 @@ class CodeMatcher:
             for cand in cands.values():
                 if idx.key[cand.row] == "Z794":
                     cand.report = False  # insulin use is implied by type 1 diabetes (guideline I.C.4.a.3)
+        if pregnancy:
+            # the mother's record: a perinatal code (P00-P96) is the newborn's, never hers
+            # ("HELLP at 34 wks" is no preterm newborn of 34 weeks)
+            for row in [r for r in cands if idx.system[r] == ICD and idx.key[r].startswith("P")]:
+                del cands[row]
         if "newborn" in extra and not _PREGNANCY.found(text):
             # a newborn's weeks are its gestational age (P07.-), never the mother's weeks of gestation (Z3A)
             for row in [r for r in cands if idx.system[r] == ICD and idx.key[r].startswith("Z3A")]:
@@ -701,8 +716,9 @@ class CodeMatcher:
                     cand.more_specific = "the type of diabetes (type 2 is the default when the type is not stated)"
         ranked = sorted(cands.values(), key=lambda c: (-int(c.report), -c.rank_key))
         self._dedupe_report(ranked)
-        # external causes (V00-Y99) follow every diagnosis code
-        ranked.sort(key=lambda c: (-int(c.report), idx.key[c.row][0] in "VWXY", -c.rank_key))
+        # external causes (V00-Y99) follow every diagnosis code, and the codes that only add to
+        # another (weeks of gestation, long-term drugs, BMI, an organism) follow the condition
+        ranked.sort(key=lambda c: (-int(c.report), _supplementary(idx.key[c.row], c.report), -c.rank_key))
         self._one_external_cause_each(ranked)
         text_tokens = set(tokenize(rewritten))
         for cand in ranked[:MAX_CODES]:
@@ -764,8 +780,8 @@ class CodeMatcher:
         return self._explained_by_words(hits)
 
     def _explained_by_words(self, hits: Sequence[Hit]) -> Sequence[Hit]:
-        """A code that explains nothing of the text but a number or a side ("EF 25%" is not 25 weeks
-        of gestation, "IOP 25 OU" no bilateral anything) is no answer."""
+        """A code that explains nothing of the text but a number, a side or a trimester ("EF 25%" is not
+        25 weeks of gestation, "IOP 25 OU" no bilateral anything) is no answer."""
         if all(any(not _weak_alone(self._token(t)) for t in h.matched) for h in hits):
             return hits
         return [h for h in hits if any(not _weak_alone(self._token(t)) for t in h.matched)]
@@ -990,8 +1006,11 @@ class CodeMatcher:
                 if excluded_together(idx, r, c.row) or (
                     other[:3] == key[:3] and not same_category_allowed(key) and idx.system[r] == idx.system[c.row]
                 ):
-                    if other[:3] == key[:3] and _unspecified(idx.official[r]) and not _unspecified(idx.official[c.row]):
-                        # "anxiety, dx: GAD": the code that says more is reported, not the unspecified one
+                    if (other[:3] == key[:3] and _unspecified(idx.official[r]) and not _unspecified(idx.official[c.row])) or (
+                        other[0] == "R" and key[0] != "R" and idx.system[r] == ICD
+                    ):
+                        # "anxiety, dx: GAD": the code that says more is reported, not the unspecified one;
+                        # "fever, swollen hands -> Kawasaki disease": a symptom its excluded diagnosis explains
                         k.report = False
                         kept[n] = c
                     else:
@@ -1103,8 +1122,19 @@ def _additional_refs(index: CodeIndex, row: int) -> tuple[str, ...]:
     return tuple(refs) or ("\0",)
 
 
+# Codes reported only beside another, never first-listed: weeks of gestation (Z3A), long-term
+# drug therapy (Z79), BMI (Z68), the outcome of delivery (Z37), an infectious agent (B95-B97)
+SUPPLEMENTARY = ("Z3A", "Z79", "Z68", "Z37", "B95", "B96", "B97")
+
+
+def _supplementary(key: str, reported: bool) -> int:
+    """2 for an external cause (V00-Y99), 1 for a reported supplementary code, 0 for the rest
+    (an alternative keeps its place among the alternatives)."""
+    return 2 if key[0] in "VWXY" else 1 if reported and key.startswith(SUPPLEMENTARY) else 0
+
+
 def _weak_alone(token: str) -> bool:
-    return token.isdigit() or token in SIDES
+    return token.isdigit() or token in SIDES or token == "trimester"
 
 
 def _drop_question_word(m: re.Match[str]) -> str:
