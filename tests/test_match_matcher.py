@@ -809,3 +809,11 @@ def test_an_arrow_ends_a_clause_and_a_symptom_gives_way_to_the_diagnosis_it_excl
     # a bracketed eponym names its code ("[Kawasaki]", "[Devic]", "[Takayasu]")
     assert codes(matcher, "Devic disease", 1) == ["G36.0"]
     assert codes(matcher, "Takayasu arteritis", 1) == ["M31.4"]
+
+
+def test_a_normal_result_names_nothing_and_now_ends_the_past(matcher):
+    assert codes(matcher, "Echo normal RV, no right heart strain.") == []
+    assert codes(matcher, "normal pressure hydrocephalus", 1) == ["G91.2"]  # a name, not a result
+    assert codes(matcher, "routine prenatal visit, normal pregnancy, 20 weeks")[0].startswith("Z34.")
+    found = codes(matcher, "residual dysphagia from an ischemic stroke in 2023 now admitted with aspiration pneumonia")
+    assert found[0] == "J69.0" and "Z87.01" not in found  # the pneumonia is now, not a past one

@@ -77,11 +77,12 @@ _SOURCE_ORGANISM = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"[.!?]+['\"\u2019\u201d)]*(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?=\s)")
-# ... and at an arrow or an equals sign ("fever, rash -> Kawasaki disease"), and at what a test found: "screening colonoscopy found a polyp" is the screening and
+# ... and at an arrow or an equals sign ("fever, rash -> Kawasaki disease"), before what is "now" (a stroke
+# "in 2023 now admitted with pneumonia": the past ends there), and at what a test found: "screening colonoscopy found a polyp" is the screening and
 # the polyp (guideline I.C.21.c.5), "CT showed no bleed" a test and a negated finding.
 _CLAUSE = re.compile(
     r"(,|-+>|=+>|\u2192|(?<=\s)=(?=\s)|\b(?:but|however|although|though|whereas|except|(?<!not )(?<!bacilli )found|showed|shows|revealed|reveals"
-    r"|demonstrated|demonstrates)\b)",
+    r"|demonstrated|demonstrates)\b|(?=\bnow\s+(?:admitted|presents?|presenting|here|seen|returns?|comes?|with|has)\b))",
     re.IGNORECASE,
 )
 
@@ -266,6 +267,11 @@ _CAUSED_BY_DRUG = (r"(?:from|due\s+to|secondary\s+to|caused\s+by|attributed\s+to
                    r"on\s+day\s+\d+\s+of)")
 _NOT_CONDITION = r"(?:from|due|for|with|on|after|since|in|of|and|but|while)\b"
 _NEGATED_BEFORE = re.compile(r"\b(?:no|not|denies|denied|without|negative|never|ruled)\b[^,.;:]*$", re.IGNORECASE)
+_INDUCED_CUE = re.compile(r"induced|related|associated", re.IGNORECASE)
+_CHANGED_CUE = re.compile(r"\b(?:was|were)\s", re.IGNORECASE)
+_CAUSED_CUE = re.compile(rf"\s{_CAUSED_BY_DRUG}\s", re.IGNORECASE)
+
+
 @lru_cache(maxsize=4)
 def _drug_patterns(names: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     drugs = "|".join(re.escape(n).replace(r"\ ", r"[\s-]+") for n in names)
@@ -289,9 +295,14 @@ def _drug_effects(text: str, lexicon: Lexicon) -> str:
             return match.group(0)  # "no rash from amoxicillin": nothing the drug did
         return f"{condition.strip()} due to drugs, adverse effect of {drug}" + (" " if condition else "")
 
-    text = induced.sub(lambda m: effect(m, m.group(1), m.group(2)), text)
-    text = changed.sub(lambda m: effect(m, m.group(1)), text)
-    return caused.sub(lambda m: effect(m, m.group(1)), text)
+    # each pattern runs only where its cue words are (the drug names make them slow to scan)
+    if _INDUCED_CUE.search(text):
+        text = induced.sub(lambda m: effect(m, m.group(1), m.group(2)), text)
+    if _CHANGED_CUE.search(text):
+        text = changed.sub(lambda m: effect(m, m.group(1)), text)
+    if _CAUSED_CUE.search(text):
+        text = caused.sub(lambda m: effect(m, m.group(1)), text)
+    return text
 
 
 # "nosebleed in a pt on warfarin", "acute bronchitis in a patient with COPD": the patient's other
@@ -673,6 +684,7 @@ def _continues_negation(piece: list[str]) -> bool:
     return len(piece) <= 3 and piece[0] in ("or", "and", "nor")
 
 
+_NORMAL_NAMES = frozenset({"pressure", "pregnancy", "delivery", "tension", "weight", "labor", "labour", "variant"})
 _COPULA = frozenset({"was", "is", "were", "are", "been", "be", "being", "fully", "completely", "since"})
 _AFTER_FILLER = frozenset(
     """on by at in with the a an biopsy imaging ct mri xray x ray scan exam examination ultrasound echo today
@@ -683,6 +695,10 @@ _AFTER_FILLER = frozenset(
 
 def _negation_pieces(words: list[str]) -> list[tuple[list[str], bool]]:
     """Cut a clause at its negation trigger: [(positive part, False), (negated part, True)]."""
+    if "normal" in words and not _NORMAL_NAMES.intersection(words[words.index("normal") + 1 :]):
+        # "Echo normal RV", "normal CXR", "EKG normal": a result said to be normal names nothing
+        # ("normal pressure hydrocephalus", "normal pregnancy" are names)
+        return [(words, True)]
     # "Barrett's esophagus was ruled out on biopsy", "pyelonephritis not suspected":
     # a trigger after the condition (after a copula, or with only filler after
     # it) negates what comes before it

@@ -254,6 +254,7 @@ class CodeMatcher:
         self._titles: dict[int, list[tuple[str, int]]] = {}
         self._row_flags = bytearray(len(index))  # see _flags
         self._details: dict[int, str] = {}  # see _more_specific
+        self._weak_ids = frozenset(tid for word, tid in index.vocab.items() if _weak_alone(word))
 
     # ------------------------------------------------------------ public
 
@@ -782,9 +783,10 @@ class CodeMatcher:
     def _explained_by_words(self, hits: Sequence[Hit]) -> Sequence[Hit]:
         """A code that explains nothing of the text but a number, a side or a trimester ("EF 25%" is not
         25 weeks of gestation, "IOP 25 OU" no bilateral anything) is no answer."""
-        if all(any(not _weak_alone(self._token(t)) for t in h.matched) for h in hits):
+        weak = self._weak_ids
+        if not any(h.matched <= weak for h in hits):
             return hits
-        return [h for h in hits if any(not _weak_alone(self._token(t)) for t in h.matched)]
+        return [h for h in hits if not h.matched <= weak]
 
     def _unstated_kind(self, hits: Sequence[Hit], tokens: list[str], neg_ids, group: str, ext, context,
                        limit: int) -> list[Hit]:
