@@ -817,3 +817,9 @@ def test_a_normal_result_names_nothing_and_now_ends_the_past(matcher):
     assert codes(matcher, "routine prenatal visit, normal pregnancy, 20 weeks")[0].startswith("Z34.")
     found = codes(matcher, "residual dysphagia from an ischemic stroke in 2023 now admitted with aspiration pneumonia")
     assert found[0] == "J69.0" and "Z87.01" not in found  # the pneumonia is now, not a past one
+
+
+def test_a_baby_weeks_old_is_an_infant(matcher):
+    text = "5 wk old with projectile vomiting after every feed, US shows pyloric stenosis"
+    assert codes(matcher, text)[0] == "Q40.0"  # congenital hypertrophic, not the adult kind
+    assert codes(matcher, "pyloric stenosis in a 60 year old", 1) == ["K31.1"]

@@ -90,7 +90,7 @@ _OBSTETRIC = Caseless(
     r"morning sickness|stillbirth|postnatal|uterine contractions)\b")
 _CONGENITAL = Caseless(
     r"\b(congenital\w*|born with|birth defect|since birth|from birth|newborn|neonat\w*|infant|hereditary|inherited|"
-    r"genetic|anomal\w*|malformation)\b")
+    r"genetic|anomal\w*|malformation|(?:days?|wks?|weeks?)[- ]old)\b")  # a baby weeks old: an infant
 _MALIGNANCY = Caseless(
     r"\b(cancer\w*|malignan\w*|\w*carcinom\w*|tumou?rs?|neoplas\w*|\w*lymphoma\w*|leuka?emi\w*|\w*melanoma\w*|"
     r"\w*sarcoma\w*|metasta\w*|mets|\w*myeloma\w*|oncolog\w*|\w*blastoma\w*|\w*glioma\w*|seminoma\w*|"
@@ -111,7 +111,7 @@ _INJURY = Caseless(
 _PERINATAL = Caseless(
     r"\b(newborn|neonat\w*|infant|baby|twin|triplet|(?<!single )liveborn|liveborn(?=\s+(?:infant|boy|girl|male|female))|born|"
     r"preemie|premature|preterm|nicu|perinatal|"
-    r"(?<!live )birth|fetal|fetus|days? old|weeks? old)\b")  # a live birth is the mother's outcome (Z37)
+    r"(?<!live )birth|fetal|fetus|days?[- ]old|(?:wks?|weeks?)[- ]old)\b")  # a live birth is the mother's outcome (Z37)
 # Words of a question about a code rather than about a patient ("Is E11.9
 # still valid?", "what does H40.1131 mean", "M17.11 vs M17.12 - which one"):
 # beside an explicit code they are not findings.
@@ -849,6 +849,8 @@ class CodeMatcher:
             factor = OUT_OF_CONTEXT if need and need not in context else 1.0
             if "congenital" not in context and flags & TITLE_CONGENITAL:
                 factor *= NOT_STATED_CONGENITAL
+            elif "congenital" in context and "adult" in self.index.official[h.row].lower():
+                factor *= OUT_OF_CONTEXT  # an infant's pyloric stenosis is no "adult hypertrophic" one
             if flags & TITLE_MANIFESTATION:
                 factor *= MANIFESTATION  # "... in diseases classified elsewhere": code first the disease
             if factor != 1.0:
