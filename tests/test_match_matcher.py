@@ -823,3 +823,10 @@ def test_a_baby_weeks_old_is_an_infant(matcher):
     text = "5 wk old with projectile vomiting after every feed, US shows pyloric stenosis"
     assert codes(matcher, text)[0] == "Q40.0"  # congenital hypertrophic, not the adult kind
     assert codes(matcher, "pyloric stenosis in a 60 year old", 1) == ["K31.1"]
+
+
+def test_a_dash_ends_a_clause_and_a_cause_joins_its_finding_over_a_measurement(matcher):
+    text = "Acute pancreatitis, lipase 1800, attributed to alcohol - moderate alcohol use disorder."
+    found = codes(matcher, text)
+    assert {"K85.20", "F10.20"} <= set(found[:3]) and "K85.90" not in found[:3]
+    assert codes(matcher, "cushingoid from years of prednisone - moon face and buffalo hump", 1) == ["E24.2"]

@@ -81,7 +81,7 @@ _SENTENCE = re.compile(r"[.!?]+['\"\u2019\u201d)]*(?=\s+[A-Z0-9]|\s*$)|[;\n]|:(?
 # "in 2023 now admitted with pneumonia": the past ends there), and at what a test found: "screening colonoscopy found a polyp" is the screening and
 # the polyp (guideline I.C.21.c.5), "CT showed no bleed" a test and a negated finding.
 _CLAUSE = re.compile(
-    r"(,|-+>|=+>|\u2192|(?<=\s)=(?=\s)|\b(?:but|however|although|though|whereas|except|(?<!not )(?<!bacilli )found|showed|shows|revealed|reveals"
+    r"(,|-+>|=+>|\u2192|(?<=\s)=(?=\s)|(?<=\s)(?:-{1,2}|\u2013|\u2014)(?=\s)|\b(?:but|however|although|though|whereas|except|(?<!not )(?<!bacilli )found|showed|shows|revealed|reveals"
     r"|demonstrated|demonstrates)\b|(?=\bnow\s+(?:admitted|presents?|presenting|here|seen|returns?|comes?|with|has)\b))",
     re.IGNORECASE,
 )
@@ -101,7 +101,8 @@ QUALIFIER_WORDS = frozenset(
     juvenile adult infantile congenital acquired late early onset organism first second third trimester lung lungs
     breast breasts kidney kidneys ovary ovaries testis testicle lobe""".split()
 )
-_QUALIFIER_LEADS = ("with", "without", "not", "due", "in", "stage", "type", "grade", "unspecified", "site", "nos")
+_QUALIFIER_LEADS = ("with", "without", "not", "due", "in", "stage", "type", "grade", "unspecified", "site", "nos", "attributed",
+                    "attributable", "caused", "secondary")
 
 Phrases = dict[str, tuple[tuple[str, ...], ...]]  # first word -> the phrases it starts
 
@@ -660,11 +661,20 @@ def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
             continue
         if not piece.strip():
             continue
-        if parts and separator == "," and _only_qualifies(piece, lexicon):
-            parts[-1] = f"{parts[-1]} {piece.strip()}"
+        if parts and separator.strip() in (",", "-", "--", "\u2013", "\u2014") and _only_qualifies(piece, lexicon):
+            # "acute pancreatitis, lipase 1800, attributed to alcohol": a cause qualifies the
+            # finding, not the measurement said between them
+            target = len(parts) - 1
+            while target > 0 and _CAUSE_LEAD.match(piece.strip()) and _MEASUREMENT.fullmatch(parts[target]):
+                target -= 1
+            parts[target] = f"{parts[target]} {piece.strip()}"
         else:
             parts.append(piece.strip())
     return parts
+
+
+_CAUSE_LEAD = re.compile(r"(?:due|secondary|attributed|attributable|caused|related)\s+(?:to|by)\b", re.IGNORECASE)
+_MEASUREMENT = re.compile(r"[A-Za-z][\w/]*(?:\s+[A-Za-z][\w/]*)?\s*(?:of\s+|is\s+|was\s+|=\s*|:\s*)?[<>]?\d[\d.,]*\s*%?")
 
 
 def _only_qualifies(part: str, lexicon: Lexicon) -> bool:

@@ -54,6 +54,7 @@ MAX_CODES = 15
 SEARCH_MEMO = 2048
 DETAIL_MEMO = 20_000  # rows whose "more specific" advice is kept (a few MB; started afresh when full)
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
+ADDITIONAL_FLOOR = 0.3  # ... unless its "use additional code" note finds the code for the words it leaves
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
 SIDES = frozenset({"right", "left", "bilateral"})
 SIDE_ORGANS = frozenset({"eye", "ear"})  # "left eye": the side is the point, the organ is in every candidate
@@ -561,7 +562,7 @@ class CodeMatcher:
             # CKD stage N18.-; I13.0 -> the heart failure I50.-): the clause's
             # words left over are searched among the codes the note names.
             main = clause_tops.get(number)
-            if main is not None and (main.score >= REPORT_FLOOR or main.dcov >= FULL_NAME):
+            if main is not None and (main.score >= ADDITIONAL_FLOOR or main.dcov >= FULL_NAME):
                 refs = _additional_refs(idx, main.row)
                 # a stage the best code's title spans ("stage 1 through stage 4") is still the
                 # additional code's to say (I12.9 with CKD stage 4 -> N18.4)
@@ -576,6 +577,11 @@ class CodeMatcher:
                     ]
                     if extra_hits and extra_hits[0].score >= 0.3:
                         h = extra_hits[0]
+                        if ("c", number) not in cands[main.row].sources:
+                            # the pair says what the clause says ("DM2 with a chronic ulcer of the right
+                            # great toe": E11.621 and the ulcer's site and depth, L97.51-): both reported
+                            offer(main, 1.0 + stated + main.score * 0.5 + main.explained / total_weight * 0.5,
+                                  ("c", number), [f"'{c.text}'"] + list(c.evidence))
                         offer(h, cands[main.row].rank_key - 0.005, ("c", number, "additional"),
                               [f"'{c.text}'", f"{idx.display[main.row]}: use additional code"])
                         codes.append(idx.display[h.row])
@@ -646,8 +652,11 @@ class CodeMatcher:
                 for clause_number, c in group_clauses:
                     toks = set(tokenize(" ".join(c.words))) - ENCOUNTER_TOKENS - MODIFIER_TOKENS
                     own = clause_tops.get(clause_number)
-                    if own is not None and (own.row == first.row or idx.key[own.row].startswith(wanted)):
-                        continue  # the same code, or one the whole code's note asks to add
+                    if own is not None and (own.row == first.row or idx.key[own.row].startswith(wanted)
+                                            or idx.key[first.row].startswith(_additional_refs(idx, own.row))):
+                        # the same code, or one the whole code's note asks to add, or one whose note
+                        # asks for the whole code (E11.621's "use additional code" for the ulcer, L97.-)
+                        continue
                     if weight(toks & matched_tokens) >= 0.5 * weight(toks):
                         absorbed.add(("c", clause_number))
 
