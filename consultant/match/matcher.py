@@ -54,6 +54,12 @@ MAX_CODES = 15
 SEARCH_MEMO = 2048
 DETAIL_MEMO = 20_000  # rows whose "more specific" advice is kept (a few MB; started afresh when full)
 REPORT_FLOOR = 0.42  # a finding's best code below this is offered, not reported
+# A clause that says what was done or planned ("Holter monitor ordered", "doxycycline started")
+PLAN_TOKENS = frozenset(
+    """ordered order scheduled started starting given prescribed switched placed planned plan referred referral
+    consulted continued continue administered arranged booked""".split()
+)
+PLAN_WORDS_MAX = 4  # ... in a clause of its own
 ADDITIONAL_FLOOR = 0.3  # ... unless its "use additional code" note finds the code for the words it leaves
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
 SIDES = frozenset({"right", "left", "bilateral"})
@@ -549,10 +555,13 @@ class CodeMatcher:
             codes = []
             clause_weight = weight([t for t in tokenize(" ".join(c.words)) if t not in FILLER_TOKENS])
             stated = (DIAGNOSIS_BONUS if c.diagnosis else 0.0) - cause  # the assessment leads the answer
+            plan = len(c.words) <= PLAN_WORDS_MAX and not PLAN_TOKENS.isdisjoint(c.words)
             for n, h in enumerate(hits[:8]):
                 # reported: a good score, or one of the code's names said in
                 # full among other words ("postmenopausal ... osteoporosis")
                 top = n == 0 and (h.score >= REPORT_FLOOR or (h.dcov >= FULL_NAME and h.explained >= 0.35 * clause_weight))
+                if plan and not top:
+                    continue  # "Holter monitor ordered", "IVIG given": a plan's near misses are no alternatives
                 offer(h, (1.0 + stated if top else 0.0) + h.score * 0.5 + h.explained / total_weight * 0.5,
                       ("c", number) if top else None, [f"'{c.text}'"] + list(c.evidence))
                 if n == 0:
