@@ -661,7 +661,10 @@ def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
             continue
         if not piece.strip():
             continue
-        if parts and separator.strip() in (",", "-", "--", "\u2013", "\u2014") and _only_qualifies(piece, lexicon):
+        dash = separator.strip() in ("-", "--", "\u2013", "\u2014")
+        if parts and dash and _MOTHER_LEAD.match(piece.strip()):
+            parts[-1] = f"{parts[-1]} {piece.strip()}"  # what the mother had is the newborn's finding's
+        elif parts and (dash or separator == ",") and _only_qualifies(piece, lexicon):
             # "acute pancreatitis, lipase 1800, attributed to alcohol": a cause qualifies the
             # finding, not the measurement said between them
             target = len(parts) - 1
@@ -673,6 +676,7 @@ def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
     return parts
 
 
+_MOTHER_LEAD = re.compile(r"(?:mom|mother|maternal|mum)\b", re.IGNORECASE)  # "IDM - mom had GDM": the baby's
 _CAUSE_LEAD = re.compile(r"(?:due|secondary|attributed|attributable|caused|related)\s+(?:to|by)\b", re.IGNORECASE)
 _MEASUREMENT = re.compile(r"[A-Za-z][\w/]*(?:\s+[A-Za-z][\w/]*)?\s*(?:of\s+|is\s+|was\s+|=\s*|:\s*)?[<>]?\d[\d.,]*\s*%?")
 

@@ -59,6 +59,9 @@ PLAN_TOKENS = frozenset(
     """ordered order scheduled started starting given prescribed switched placed planned plan referred referral
     consulted continued continue administered arranged booked""".split()
 )
+# (symptom code prefix, diagnoses that include it): the chapter 15 symptoms the guideline's
+# "signs and symptoms integral to a diagnosis" rule leaves unreported beside their diagnosis
+INTEGRAL_SYMPTOMS = (("O2685", ("O20", "O03", "O02", "O00")),)
 PLAN_WORDS_MAX = 4  # ... in a clause of its own
 ADDITIONAL_FLOOR = 0.3  # ... unless its "use additional code" note finds the code for the words it leaves
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
@@ -969,6 +972,15 @@ class CodeMatcher:
                 for c in cands.values():
                     if idx.key[c.row] in ("Z794", "Z7984"):
                         c.report = False
+        # a symptom a reported diagnosis includes: spotting in early pregnancy is the bleeding of
+        # the threatened abortion (O20.-: "hemorrhage in early pregnancy"), not a condition of its own
+        reported_keys = {idx.key[c.row] for c in cands.values() if c.report and idx.system[c.row] == ICD}
+        for symptom, diagnoses in INTEGRAL_SYMPTOMS:
+            if any(k.startswith(diagnoses) for k in reported_keys):
+                for c in cands.values():
+                    if c.report and idx.key[c.row].startswith(symptom):
+                        c.report = False
+                        c.rank_key -= 1.0
         # "Use additional code" on a sibling: BPH (N40.0) reported beside nocturia
         # (R35.1) becomes BPH with lower urinary tract symptoms (N40.1), whose
         # note asks for the symptom code; the symptom stays.
