@@ -830,3 +830,12 @@ def test_a_dash_ends_a_clause_and_a_cause_joins_its_finding_over_a_measurement(m
     found = codes(matcher, text)
     assert {"K85.20", "F10.20"} <= set(found[:3]) and "K85.90" not in found[:3]
     assert codes(matcher, "cushingoid from years of prednisone - moon face and buffalo hump", 1) == ["E24.2"]
+
+
+def test_a_screening_code_needs_a_screening_and_a_lobe_and_a_toe_their_titles_words(matcher):
+    assert codes(matcher, "active pulmonary TB", 1) == ["A15.0"]  # not "screening for active tuberculosis"
+    assert codes(matcher, "screening for TB", 1) == ["Z11.1"]
+    assert "Q90.9" not in codes(matcher, "72M tumbled down his basement steps")  # "down" is no Down syndrome
+    assert codes(matcher, "Down syndrome", 1) == ["Q90.9"]
+    assert codes(matcher, "acute pancreatitis due to alcohol", 1) == ["K85.20"]
+    assert codes(matcher, "ulcer on the left big toe, fat layer exposed", 1) == ["L97.522"]

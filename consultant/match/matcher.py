@@ -101,6 +101,10 @@ _OBSTETRIC = Caseless(
 _CONGENITAL = Caseless(
     r"\b(congenital\w*|born with|birth defect|since birth|from birth|newborn|neonat\w*|infant|hereditary|inherited|"
     r"genetic|anomal\w*|malformation|(?:days?|wks?|weeks?)[- ]old)\b")  # a baby weeks old: an infant
+# Words of a screening encounter (Z11-Z13 need one)
+_SCREENING = Caseless(r"\b(screen\w*|mammo\w*|colonoscop\w*|pap|ldct|well[- ]?(?:child|woman|baby|visit)|routine|"
+                      r"check-?\s*ups?|physicals?|annual|preventive|asymptomatic|surveillance|exposure|exposed|"
+                      r"test(?:ed|ing)?\s+for)\b")
 _MALIGNANCY = Caseless(
     r"\b(cancer\w*|malignan\w*|\w*carcinom\w*|tumou?rs?|neoplas\w*|\w*lymphoma\w*|leuka?emi\w*|\w*melanoma\w*|"
     r"\w*sarcoma\w*|metasta\w*|mets|\w*myeloma\w*|oncolog\w*|\w*blastoma\w*|\w*glioma\w*|seminoma\w*|"
@@ -232,10 +236,10 @@ TITLE_READ, TITLE_SIDED, TITLE_CONGENITAL, TITLE_MANIFESTATION = 1, 2, 4, 8  # C
 # chapter 16 and Z38 a newborn, an ICD-10-CM injury or poisoning code (S, T) an injury, a
 # C code a malignancy, I22 a subsequent infarction. One of these at most: a number kept in
 # the flags' high four bits.
-NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY, NEEDS_MALIGNANCY, NEEDS_SUBSEQUENT = 16, 32, 48, 64, 80
+NEEDS_PREGNANCY, NEEDS_NEWBORN, NEEDS_INJURY, NEEDS_MALIGNANCY, NEEDS_SUBSEQUENT, NEEDS_SCREENING = 16, 32, 48, 64, 80, 96
 TITLE_NEEDS = 0xF0
 _NEEDS = {NEEDS_PREGNANCY: "pregnancy", NEEDS_NEWBORN: "newborn", NEEDS_INJURY: "injury",
-          NEEDS_MALIGNANCY: "malignancy", NEEDS_SUBSEQUENT: "subsequent"}
+          NEEDS_MALIGNANCY: "malignancy", NEEDS_SUBSEQUENT: "subsequent", NEEDS_SCREENING: "screening"}
 # "34 weeks", "32 wks", "39+2 weeks", "39w2d"
 _WEEKS = re.compile(r"\b(\d{1,2})\s*(?:\+\s*\d\s*)?(?:(?:weeks?|wks?)\b|w(?=\d{1,2}d\b))", re.IGNORECASE)
 _PREGNANT_ONLY = frozenset({"pregnancy", "gestation", "week", "weeks", "currently", "intrauterine", "iup"})
@@ -432,7 +436,7 @@ class CodeMatcher:
         default_type2 = not _DIABETES_TYPED.found(text) and not _DIABETES_TYPED.found(rewritten)
         context = frozenset(
             name for name, pattern in (("pregnancy", _OBSTETRIC), ("newborn", _PERINATAL), ("congenital", _CONGENITAL),
-                                       ("injury", _INJURY))
+                                       ("injury", _INJURY), ("screening", _SCREENING))
             if pattern.found(text) or pattern.found(rewritten)
         )
         # a subsequent infarction is one said, not one denied ("no recurrent chest pain, no new infarct")
@@ -899,6 +903,8 @@ class CodeMatcher:
                 flags |= NEEDS_MALIGNANCY  # a cancer for a text that names none ("a polyp in the sigmoid colon")
             elif key.startswith("I22"):
                 flags |= NEEDS_SUBSEQUENT  # an MI within four weeks of another: never the first one
+            elif key.startswith(("Z11", "Z12", "Z13")) and self.index.system[row] == ICD:
+                flags |= NEEDS_SCREENING  # "active pulmonary TB" is the disease, not a screening for it
             if SIDES.intersection(t for t, _ in self.index.titles[row]):
                 flags |= TITLE_SIDED
             if "congenital" in title:
