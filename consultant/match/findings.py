@@ -439,7 +439,34 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                                 stated=after_label or bool(set(piece) & _ONLY_CONFIRMING)
                                 or bool(_DIAGNOSIS_LEAD.match(sentence)))
         _share_the_side(out, number)
+    if _ERADICATED.search(text):
+        _cancer_is_history(out)
     return out
+
+
+# A cancer excised or treated with no disease left is a personal history (Z85, guideline
+# I.C.2.d): "resected 2023 ... no evidence of disease", "cancer-free since". Its spread
+# ("metastatic to bone") is current, and so is a cancer still treated.
+_ERADICATED = re.compile(
+    r"\b(?:no\s+evidence\s+of\s+(?:disease|recurrence|residual|malignancy)|ned|(?:cancer|disease|tumou?r)[\s-]+free|"
+    r"no\s+(?:local\s+)?recurrence|no\s+residual\s+(?:disease|tumou?r|cancer)|nothing\s+further\s+planned)\b",
+    re.IGNORECASE)
+_CANCER_WORDS = frozenset(
+    """cancer carcinoma adenocarcinoma malignant malignancy melanoma sarcoma neoplasm tumor tumour ca""".split())
+_SCREENING_WORDS = frozenset({"screening", "screen", "surveillance", "encounter"})  # the visit, not the cancer
+_SPREAD_WORDS = frozenset("""metastatic metastasis metastases mets secondary spread recurrent recurrence relapse""".split())
+
+
+def _cancer_is_history(clauses: list[Clause]) -> None:
+    for i, c in enumerate(clauses):
+        words = set(c.words)
+        if (words & _CANCER_WORDS and not words & (_SPREAD_WORDS | _SCREENING_WORDS)
+                and not (c.negated or c.uncertain or c.family)
+                and not _TREATED_NOW.search(c.text)):
+            clauses[i] = replace(c, history=True)
+
+
+_TREATED_NOW = re.compile(r"\b(?:on|receiving|getting|undergoing|starting|started|cycle)\b", re.IGNORECASE)
 
 
 def _raw_words(text: str) -> list[str]:

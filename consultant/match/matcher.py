@@ -43,6 +43,7 @@ from consultant.match.rules import (
     with_symptom_sibling,
 )
 from consultant.match.search import Hit, make_query
+from consultant.match.spelling import Speller
 from consultant.match.text import STOPWORDS, Caseless, is_compound, stem, tokenize, tokens_remembered, words
 
 MAX_CODES = 15
@@ -156,6 +157,7 @@ NEGATION_IMPLIES = {
     "sepsis": (("septic",), ("septicemia",)),
     "fracture": (("fractured",),),
     "malignant": (("carcinoma",), ("sarcoma",), ("lymphoma",), ("leukemia",), ("metastatic",)),
+    "malignancy": (("malignant",), ("carcinoma",), ("sarcoma",), ("lymphoma",), ("leukemia",), ("metastatic",)),
     "hemorrhage": (("bleeding",),),
     "stroke": (("cerebral", "infarction"),),
     "hallucination": (("perceptual", "disturbance"),),  # alcohol withdrawal "with perceptual disturbance"
@@ -269,6 +271,7 @@ class CodeMatcher:
         self._row_flags = bytearray(len(index))  # see _flags
         self._details: dict[int, str] = {}  # see _more_specific
         self._weak_ids = frozenset(tid for word, tid in index.vocab.items() if _weak_alone(word))
+        self._speller = Speller(index.vocab)
 
     # ------------------------------------------------------------ public
 
@@ -772,7 +775,7 @@ class CodeMatcher:
     def _search(self, words, *, group: str, extra: set[str], encounter: set[str] = frozenset(),
                 neg: set[str] = frozenset(), default_type2: bool = False,
                 context: frozenset[str] | None = None, limit: int = 12) -> Sequence[Hit]:
-        tokens = [t for t in tokenize(" ".join(words)) if t not in FILLER_TOKENS]
+        tokens = [self._speller.correct(t) for t in tokenize(" ".join(words)) if t not in FILLER_TOKENS]
         local_neg = set(neg)
         local_neg.update(_negated_in_clause(words) - set(tokenize(" ".join(_outside_negations(words)))))
         joined = " ".join(words)
