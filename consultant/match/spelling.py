@@ -13,13 +13,14 @@ set, these rules leave only medical misspellings (tests/test_match_spelling.py):
 - exactly one title word is that near; two or more and the word is left alone.
 
 Title words are the index's vocabulary (stemmed), so the word is compared after stemming.
-The deletions of the title words (symmetric delete) are built on the first word that needs
-them, once per matcher, and each word's answer is remembered.
+Every word one edit away is generated and looked up (a few hundred set lookups for a
+word the titles do not know, remembered per word): no table beside the vocabulary, which
+a symmetric-delete index would have cost 26 MB of the worker's memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 
 MIN_LENGTH = 8
 _INFLECTED = ("ing", "ed", "ly")
@@ -27,10 +28,8 @@ NOT_MISSPELLED = frozenset({"dermatome"})  # a real word one letter from a title
 
 
 class Speller:
-    def __init__(self, vocabulary: Iterable[str]) -> None:
-        self._vocabulary = vocabulary
-        self._known: frozenset[str] | None = None
-        self._by_deletion: dict[str, tuple[str, ...]] = {}
+    def __init__(self, vocabulary: Collection[str]) -> None:
+        self._known = vocabulary  # any container of the title words
         self._answers: dict[str, str] = {}
 
     def correct(self, token: str) -> str:
@@ -41,44 +40,22 @@ class Speller:
         return answer
 
     def _correct(self, token: str) -> str:
-        if len(token) < MIN_LENGTH or not token.isalpha() or token.endswith(_INFLECTED) or token in NOT_MISSPELLED:
+        if (len(token) < MIN_LENGTH or not token.isalpha() or token.endswith(_INFLECTED) or token in NOT_MISSPELLED
+                or token in self._known):
             return token
-        known = self._index()
-        if token in known:
-            return token
-        near = set(self._by_deletion.get(token, ()))
-        for variant in _deletions(token):
-            near.update(self._by_deletion.get(variant, ()))
-        near = {w for w in near if w[0] == token[0] and _one_edit(token, w)}
+        near = {w for w in _one_edit_away(token) if w in self._known}
         return near.pop() if len(near) == 1 else token
 
-    def _index(self) -> frozenset[str]:
-        if self._known is None:
-            known = frozenset(self._vocabulary)
-            table: dict[str, list[str]] = {}
-            for word in known:
-                if len(word) >= MIN_LENGTH - 1 and word.isalpha():
-                    for variant in (word, *_deletions(word)):
-                        table.setdefault(variant, []).append(word)
-            self._by_deletion = {k: tuple(v) for k, v in table.items()}
-            self._known = known
-        return self._known
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def _deletions(word: str) -> set[str]:
-    return {word[:i] + word[i + 1 :] for i in range(len(word))}
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """Damerau-Levenshtein distance of at most 1 (an insertion, a deletion, a substitution or a swap)."""
-    if a == b:
-        return True
-    if len(a) == len(b):
-        diff = [i for i in range(len(a)) if a[i] != b[i]]
-        return len(diff) == 1 or (
-            len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
-        )
-    if abs(len(a) - len(b)) != 1:
-        return False
-    short, long = (a, b) if len(a) < len(b) else (b, a)
-    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+def _one_edit_away(word: str) -> set[str]:
+    """Every word one deletion, swap, change or insertion from `word`, its first letter kept."""
+    splits = [(word[:i], word[i:]) for i in range(1, len(word) + 1)]
+    out = {a + b[1:] for a, b in splits if b}
+    out |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    out |= {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    out |= {a + c + b for a, b in splits for c in _LETTERS}
+    out.discard(word)
+    return out
