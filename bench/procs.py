@@ -105,7 +105,7 @@ def spawn(name: str, module: str, env: dict[str, str], *, log_dir: Path) -> Chil
 def attach_profiler(pid: int, output: Path) -> subprocess.Popen:
     """py-spy sampling `pid` until it exits; collapsed stacks (one line per stack and count)."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    return subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", "200", "--nonblocking",
+    return subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", "200", "--nonblocking", "--subprocesses",
                              "--output", str(output), "--pid", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
