@@ -188,6 +188,17 @@ def loaded_codes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def loaded_matcher(loaded_codes_file: Path):  # type: ignore[no-untyped-def]
+    """The matcher over the loaded code set, built once per module without the index cache
+    (the lexicon tests: tests/test_match_lay_terms.py, tests/test_match_lexicon_round11.py)."""
+    from consultant.match import build_matcher
+
+    engine = make_engine(f"sqlite:///{loaded_codes_file}")
+    yield build_matcher(engine, cache_path=False)
+    engine.dispose()
+
+
 @pytest.fixture
 def loaded_engine(loaded_codes_file: Path, tmp_path: Path) -> Iterator[Engine]:
     """A private copy of the loaded database, so a test may write to it freely."""

@@ -88,26 +88,9 @@ def test_a_response_in_pieces_wakes_a_poll_and_reconnects_at_once(monkeypatch: p
 
     from consultant import idle
 
-    connections: list[str] = []
-
-    class SplittingClient:
-        def __init__(self, *_args: object, **_kwargs: object) -> None:
-            connections.append("connect")
-
-        def login(self, *_args: object) -> None: ...
-        def has_capability(self, _name: str) -> bool: return True
-        def select_folder(self, *_args: object, **_kwargs: object) -> None: ...
-        def idle(self) -> None: ...
-        def idle_done(self) -> None: ...
-        def logout(self) -> None: ...
-
-        def idle_check(self, timeout: float) -> list:
-            if len(connections) == 1:
-                raise imaplib.IMAP4.abort("socket error: unterminated line: b'* 1 FETCH ('")
-            time.sleep(timeout)
-            return []
-
-    monkeypatch.setattr(idle, "IMAPClient", SplittingClient)
+    client, connections = scripted_client(
+        check_error=imaplib.IMAP4.abort("socket error: unterminated line: b'* 1 FETCH ('"))
+    monkeypatch.setattr(idle, "IMAPClient", client)
     monkeypatch.setattr(idle, "_still_readable", lambda _client: False)
     woken = threading.Event()
     watcher = IdleWatcher(ImapConfig(host="127.0.0.1", port=1, user="u", password="p", use_ssl=False), woken.set)
@@ -151,9 +134,11 @@ def test_mail_that_comes_during_a_renewal_wakes_the_watcher(dovecot_server: Imap
     assert missed == [], f"{len(missed)} of 30 APPENDs woke nothing"
 
 
-def scripted_client(*, done: list | None = None, idle_error: Exception | None = None) -> tuple[type, list[str]]:
-    """An IMAPClient stand-in whose first connection answers DONE with `done` or refuses to
-    begin IDLE with `idle_error`; later connections idle quietly. Returns it and its connections."""
+def scripted_client(*, done: list | None = None, idle_error: Exception | None = None,
+                    check_error: Exception | None = None) -> tuple[type, list[str]]:
+    """An IMAPClient stand-in whose first connection answers DONE with `done`, refuses to begin
+    IDLE with `idle_error` or fails its first look at the socket with `check_error`; later
+    connections idle quietly. Returns it and its connections."""
     connections: list[str] = []
 
     class Client:
@@ -170,6 +155,8 @@ def scripted_client(*, done: list | None = None, idle_error: Exception | None = 
                 raise idle_error
 
         def idle_check(self, timeout: float) -> list:
+            if len(connections) == 1 and check_error is not None:
+                raise check_error
             time.sleep(timeout)
             return []
 

@@ -1,36 +1,16 @@
 """Lay wording in the lexicon (round 10, the blind5 batch): each condition is found from
 several of the ways people say it, over the real shipped code data.
 
-The matcher is built once for the module on the session's loaded code set
-(conftest's `loaded_codes_file`); the rewrites alone are checked with the lexicon.
+The matcher is conftest's `loaded_matcher` (built once per module on the session's loaded code
+set); the rewrites alone are checked with the lexicon.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from consultant.match.lexicon import load_lexicon
-
-
-@pytest.fixture(scope="module")
-def matcher(loaded_codes_file: Path):  # type: ignore[no-untyped-def]
-    from consultant.db import make_engine
-    from consultant.match import build_matcher
-
-    engine = make_engine(f"sqlite:///{loaded_codes_file}")
-    yield build_matcher(engine, cache_path=False)
-    engine.dispose()
-
-
-def top(matcher, text: str) -> str | None:  # type: ignore[no-untyped-def]
-    found = matcher.match(text).codes
-    return found[0].code if found else None
-
-
-def rewrite(text: str) -> str:
-    return " ".join(load_lexicon().rewrite(text)[0])
+from tests.matching import rewritten as rewrite
+from tests.matching import top_code as top
 
 
 @pytest.mark.parametrize(
@@ -123,14 +103,14 @@ def rewrite(text: str) -> str:
         ("acute cholecystitis with stones", "K80.00"),
     ],
 )
-def test_lay_wording_finds_the_code(matcher, text: str, code: str) -> None:  # type: ignore[no-untyped-def]
-    assert top(matcher, text) == code
+def test_lay_wording_finds_the_code(loaded_matcher, text: str, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert top(loaded_matcher, text) == code
 
 
-def test_hives_for_days_stay_unspecified(matcher) -> None:  # type: ignore[no-untyped-def]
+def test_hives_for_days_stay_unspecified(loaded_matcher) -> None:  # type: ignore[no-untyped-def]
     # only months of hives make them chronic; a no-cause note alone does not make them idiopathic
-    assert top(matcher, "hives for 2 days") == "L50.9"
-    assert top(matcher, "hives all over, no known cause") == "L50.9"
+    assert top(loaded_matcher, "hives for 2 days") == "L50.9"
+    assert top(loaded_matcher, "hives all over, no known cause") == "L50.9"
 
 
 def test_context_rules_stay_beside_their_context() -> None:

@@ -2,36 +2,16 @@
 specialties, each found from shorthand the code titles do not spell out, over the real
 shipped code data.
 
-The matcher is built once for the module on the session's loaded code set
-(conftest's `loaded_codes_file`); the rewrites alone are checked with the lexicon.
+The matcher is conftest's `loaded_matcher` (built once per module on the session's loaded code
+set); the rewrites alone are checked with the lexicon.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from consultant.match.lexicon import load_lexicon
-
-
-@pytest.fixture(scope="module")
-def matcher(loaded_codes_file: Path):  # type: ignore[no-untyped-def]
-    from consultant.db import make_engine
-    from consultant.match import build_matcher
-
-    engine = make_engine(f"sqlite:///{loaded_codes_file}")
-    yield build_matcher(engine, cache_path=False)
-    engine.dispose()
-
-
-def top(matcher, text: str) -> str | None:  # type: ignore[no-untyped-def]
-    found = matcher.match(text).codes
-    return found[0].code if found else None
-
-
-def rewrite(text: str) -> str:
-    return " ".join(load_lexicon().rewrite(text)[0])
+from tests.matching import rewritten as rewrite
+from tests.matching import top_code as top
 
 
 @pytest.mark.parametrize(
@@ -156,8 +136,8 @@ def rewrite(text: str) -> str:
         ("ED on sildenafil", "N52.9"),
     ],
 )
-def test_shorthand_and_lay_names_find_the_code(matcher, text: str, code: str) -> None:  # type: ignore[no-untyped-def]
-    assert top(matcher, text) == code
+def test_shorthand_and_lay_names_find_the_code(loaded_matcher, text: str, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert top(loaded_matcher, text) == code
 
 
 def test_two_meaning_acronyms_follow_the_word_beside_them() -> None:
