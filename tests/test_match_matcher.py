@@ -851,3 +851,8 @@ def test_a_cancer_removed_with_no_disease_left_is_its_history(matcher):
     assert codes(matcher, "breast cancer on tamoxifen", 1) == ["C50.919"]  # still treated: current
     found = codes(matcher, "biopsy metastatic breast carcinoma. L breast cancer treated in 2019 with no local recurrence.")
     assert "Z85.3" in found and not any(c.startswith("C50") for c in found[:3])
+
+
+def test_what_a_dash_or_an_arrow_concludes_leads_the_answer(matcher):
+    text = "Fever, chills and burning pee, prostate tender and boggy on exam - acute prostate infection."
+    assert codes(matcher, text, 1) == ["N41.0"]  # the diagnosis the findings lead to, before them

@@ -406,7 +406,9 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
         history_open = False  # a leading history cue was met earlier in this sentence
         family = False  # ... and a family one ("Screening colonoscopy, no family history of ...": hers)
         sentence_negated = False
-        for part in _merge_qualifiers(sentence, lexicon):
+        parts, concluded = _parts_and_conclusion(sentence, lexicon)
+        for n_part, part in enumerate(parts):
+            conclusion = concluded and n_part == len(parts) - 1
             part_words = _raw_words(part)
             family = ((_has(part_words, FAMILY) and not _NEWBORN_WORDS.intersection(part_words))
                       or (family and not _has(part_words, _SELF)))
@@ -436,7 +438,7 @@ def split_clauses(text: str, lexicon: Lexicon) -> list[Clause]:
                 for piece, history in _past_and_status(piece, past):
                     _add_clause(out, part, piece, evidence, negated=negated, uncertain=uncertain, history=history,
                                 family=family, sentence=number,
-                                stated=after_label or bool(set(piece) & _ONLY_CONFIRMING)
+                                stated=after_label or conclusion or bool(set(piece) & _ONLY_CONFIRMING)
                                 or bool(_DIAGNOSIS_LEAD.match(sentence)))
         _share_the_side(out, number)
     if _ERADICATED.search(text):
@@ -677,11 +679,14 @@ def _drop_prevented(words: list[str]) -> list[str]:
     return words
 
 
-def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
-    """The clause texts of a sentence, comma parts that only qualify joined to the part before."""
+def _parts_and_conclusion(sentence: str, lexicon: Lexicon) -> tuple[list[str], bool]:
+    """The clause texts of a sentence, comma parts that only qualify joined to the part before;
+    and whether the last one concludes the sentence: said after an arrow, "=" or a dash ("fever,
+    chills, boggy prostate - acute prostatitis"), it is the diagnosis the findings lead to."""
     pieces = _CLAUSE.split(sentence)
     parts: list[str] = []
     separator = ""
+    concluded = False
     for i, piece in enumerate(pieces):
         if i % 2 == 1:
             separator = piece
@@ -700,9 +705,11 @@ def _merge_qualifiers(sentence: str, lexicon: Lexicon) -> list[str]:
             parts[target] = f"{parts[target]} {piece.strip()}"
         else:
             parts.append(piece.strip())
-    return parts
+            concluded = bool(parts[:-1]) and separator.strip() in _CONCLUDING
+    return parts, concluded
 
 
+_CONCLUDING = frozenset({"-", "--", "\u2013", "\u2014", "->", "-->", "=>", "\u2192", "="})
 _MOTHER_LEAD = re.compile(r"(?:mom|mother|maternal|mum)\b", re.IGNORECASE)  # "IDM - mom had GDM": the baby's
 _CAUSE_LEAD = re.compile(r"(?:due|secondary|attributed|attributable|caused|related)\s+(?:to|by)\b", re.IGNORECASE)
 _MEASUREMENT = re.compile(r"[A-Za-z][\w/]*(?:\s+[A-Za-z][\w/]*)?\s*(?:of\s+|is\s+|was\s+|=\s*|:\s*)?[<>]?\d[\d.,]*\s*%?")
