@@ -261,7 +261,7 @@ FLOORS = {
     "dev": {"explicit@1": 100, "lay@1": 99.2, "lay@5": 99.6, "gems@1": 98.3, "gems@5": 100, "vignette_recall": 100,
             "changed_new": 100, "changed_deleted": 100},
     "icd9-common": {"gems@1": 89.0, "gems@5": 97.3},
-    "blind": {"explicit@1": 100, "lay@1": 87.2, "lay@5": 92.9, "gems@1": 97.4, "gems@5": 99.1,
+    "blind": {"explicit@1": 100, "lay@1": 89.1, "lay@5": 94.8, "gems@1": 97.4, "gems@5": 99.1,
               "vignette_recall": 84.9, "changed_new": 100, "changed_deleted": 100},
 }
 CEILINGS = {"sample": {"vignette_must_not": 0.0}, "dev": {"vignette_must_not": 0.0}, "icd9-common": {},
@@ -856,3 +856,9 @@ def test_a_cancer_removed_with_no_disease_left_is_its_history(matcher):
 def test_what_a_dash_or_an_arrow_concludes_leads_the_answer(matcher):
     text = "Fever, chills and burning pee, prostate tender and boggy on exam - acute prostate infection."
     assert codes(matcher, text, 1) == ["N41.0"]  # the diagnosis the findings lead to, before them
+
+
+def test_a_condition_leads_the_codes_that_only_add_to_it(matcher):
+    assert codes(matcher, "cerclage in place, 19 wks")[:2] == ["O34.32", "Z3A.19"]
+    assert codes(matcher, "20 weeks pregnant") == ["Z3A.20"]  # nothing else was said
+    assert codes(matcher, "smoked some weed", 1) == ["F12.90"]  # "some" is no "some liveborn"

@@ -63,6 +63,7 @@ PLAN_TOKENS = frozenset(
 # (symptom code prefix, diagnoses that include it): the chapter 15 symptoms the guideline's
 # "signs and symptoms integral to a diagnosis" rule leaves unreported beside their diagnosis
 INTEGRAL_SYMPTOMS = (("O2685", ("O20", "O03", "O02", "O00")),)
+ALONE_FLOOR = 0.3  # an unreported condition's score at which it leads codes that only add to it
 PLAN_WORDS_MAX = 4  # ... in a clause of its own
 ADDITIONAL_FLOOR = 0.3  # ... unless its "use additional code" note finds the code for the words it leaves
 ENCOUNTER_TOKENS = {"initial", "subsequent", "sequela", "encounter", "routine", "delayed", "healing", "nonunion", "malunion", "open", "closed"}
@@ -76,7 +77,7 @@ _PROCEDURE = Caseless(
 _PROCEDURE_CODE = Caseless(r"\b(cpt|hcpcs|pcs|procedure codes?|surgery codes?|supply codes?)\b")
 _PREGNANCY = Caseless(r"\b(pregnan\w*|gestation\w*|trimester|gravida|g\d\s*p\d|prenatal|antepartum|expecting|"
                       r"pre-?eclampsia|eclampsia|hyperemesis|gdm|placenta\w*|fetal|fetus|deliver\w*|hellp|previa|"
-                      r"abruption|miscarriage|in\s+labou?r|p?prom|chorioamnionitis|oligohydramnios|polyhydramnios|post-?dates|"
+                      r"abruption|miscarriage|in\s+labou?r|p?prom|chorioamnionitis|oligohydramnios|polyhydramnios|post-?dates|cerclage|"
                       r"\d{1,2}w\d{1,2}d)\b")
 # "single liveborn" alone is a delivery's outcome (Z37.0), a word of the mother's record
 _NEWBORN = Caseless(
@@ -180,7 +181,7 @@ FILLER_TOKENS = frozenset(
     """complain complaint present presenting presentation report reported day yesterday today ago since tonight
     noted note seen visit came come here currently notice noticed started start x days hours man woman boy girl
     lady gentleman guy gal who pack xray ray ct mri scan imaging ultrasound biopsy labs lab test testing culture
-    cultures grew growing only feeling feel feels felt known""".split()
+    cultures grew growing only feeling feel feels felt known some""".split()
 )
 HISTORY_WORDS = frozenset(
     """history personal family hx h o past previous previously prior mother father mom dad sister brother son
@@ -748,6 +749,15 @@ class CodeMatcher:
         # external causes (V00-Y99) follow every diagnosis code, and the codes that only add to
         # another (weeks of gestation, long-term drugs, BMI, an organism) follow the condition
         ranked.sort(key=lambda c: (-int(c.report), _supplementary(idx.key[c.row], c.report), -c.rank_key))
+        if ranked and all(_supplementary(idx.key[c.row], True) == 1 for c in ranked if c.report):
+            # only codes that add to another were reported ("cerclage in place, 19 wks": Z3A.19):
+            # the condition they add to is the best other candidate, listed first
+            condition = next((c for c in ranked if not c.report and _supplementary(idx.key[c.row], True) == 0
+                              and c.score >= ALONE_FLOOR), None)
+            if condition is not None:
+                condition.report = True
+                ranked.remove(condition)
+                ranked.insert(0, condition)
         self._one_external_cause_each(ranked)
         text_tokens = set(tokenize(rewritten))
         for cand in ranked[:MAX_CODES]:
