@@ -455,20 +455,20 @@ _ERADICATED = re.compile(
     re.IGNORECASE)
 _CANCER_WORDS = frozenset(
     """cancer carcinoma adenocarcinoma malignant malignancy melanoma sarcoma neoplasm tumor tumour ca""".split())
-_SCREENING_WORDS = frozenset({"screening", "screen", "surveillance", "encounter"})  # the visit, not the cancer
-_SPREAD_WORDS = frozenset("""metastatic metastasis metastases mets secondary spread recurrent recurrence relapse""".split())
+# a cancer's spread is current, and a screening or surveillance clause is the visit, not the cancer
+_NOT_HISTORY_WORDS = frozenset(
+    """metastatic metastasis metastases mets secondary spread recurrent recurrence relapse
+    screening screen surveillance encounter""".split())
+_TREATED_NOW = re.compile(r"\b(?:on|receiving|getting|undergoing|starting|started|cycle)\b", re.IGNORECASE)
 
 
 def _cancer_is_history(clauses: list[Clause]) -> None:
     for i, c in enumerate(clauses):
         words = set(c.words)
-        if (words & _CANCER_WORDS and not words & (_SPREAD_WORDS | _SCREENING_WORDS)
+        if (words & _CANCER_WORDS and not words & _NOT_HISTORY_WORDS
                 and not (c.negated or c.uncertain or c.family)
                 and not _TREATED_NOW.search(c.text)):
             clauses[i] = replace(c, history=True)
-
-
-_TREATED_NOW = re.compile(r"\b(?:on|receiving|getting|undergoing|starting|started|cycle)\b", re.IGNORECASE)
 
 
 def _raw_words(text: str) -> list[str]:
@@ -693,7 +693,7 @@ def _parts_and_conclusion(sentence: str, lexicon: Lexicon) -> tuple[list[str], b
             continue
         if not piece.strip():
             continue
-        dash = separator.strip() in ("-", "--", "\u2013", "\u2014")
+        dash = separator.strip() in _DASHES
         if parts and dash and _MOTHER_LEAD.match(piece.strip()):
             parts[-1] = f"{parts[-1]} {piece.strip()}"  # what the mother had is the newborn's finding's
         elif parts and (dash or separator == ",") and _only_qualifies(piece, lexicon):
@@ -709,7 +709,8 @@ def _parts_and_conclusion(sentence: str, lexicon: Lexicon) -> tuple[list[str], b
     return parts, concluded
 
 
-_CONCLUDING = frozenset({"-", "--", "\u2013", "\u2014", "->", "-->", "=>", "\u2192", "="})
+_DASHES = frozenset({"-", "--", "\u2013", "\u2014"})
+_CONCLUDING = _DASHES | {"->", "-->", "=>", "\u2192", "="}
 _MOTHER_LEAD = re.compile(r"(?:mom|mother|maternal|mum)\b", re.IGNORECASE)  # "IDM - mom had GDM": the baby's
 _CAUSE_LEAD = re.compile(r"(?:due|secondary|attributed|attributable|caused|related)\s+(?:to|by)\b", re.IGNORECASE)
 _MEASUREMENT = re.compile(r"[A-Za-z][\w/]*(?:\s+[A-Za-z][\w/]*)?\s*(?:of\s+|is\s+|was\s+|=\s*|:\s*)?[<>]?\d[\d.,]*\s*%?")
